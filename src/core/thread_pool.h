@@ -1,0 +1,40 @@
+// ThreadPool: a fixed set of workers owned by the engine and passed by reference. parallel_for
+// splits [0, n) into contiguous chunks, one per worker, and blocks until all are done; the caller
+// thread works as worker 0. No threads are created per call and nothing allocates per call.
+#pragma once
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace mlxq {
+
+class ThreadPool {
+ public:
+  // n_threads <= 0 picks the hardware concurrency.
+  explicit ThreadPool(int n_threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // fn(begin, end, worker) over a static partition of [0, n). Not reentrant.
+  void parallel_for(size_t n, const std::function<void(size_t, size_t, int)>& fn);
+
+ private:
+  void worker_loop(int id);
+  int n_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_start_, cv_done_;
+  const std::function<void(size_t, size_t, int)>* job_ = nullptr;
+  size_t job_n_ = 0;
+  size_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace mlxq

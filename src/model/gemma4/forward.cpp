@@ -1,0 +1,313 @@
+// The Gemma-4 text forward pass, op by op in the order of gemma4-architecture.md §4-§5.
+// Shapes: T tokens in this chunk, H hidden, D head dim of the layer, nq query heads, nkv KV
+// heads, I dense intermediate, E experts, Ie expert intermediate. Activations are f32.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "model/gemma4/model.h"
+
+namespace mlxq::model::gemma4 {
+
+namespace k = kernels;
+
+// Every buffer the forward pass touches, sized once for max_chunk tokens.
+struct Model::Workspace {
+  std::vector<float> x;        // [T, H] residual stream (layer input / output)
+  std::vector<float> h;        // [T, H] residual after attention
+  std::vector<float> a;        // [T, H] normalised input of the current block
+  std::vector<float> o;        // [T, H] block output
+  std::vector<float> m;        // [T, H] MoE output
+  std::vector<float> q;        // [T, nq*D]
+  std::vector<float> kr, vr;   // [T, nkv*D] raw k and v projections
+  std::vector<float> attn;     // [T, nq*D] attention output
+  std::vector<float> gate, up; // [T, max(I, Ie)]
+  std::vector<float> router;   // [T, E] router logits, then probabilities
+  std::vector<int32_t> top_idx;     // [T, top_k]
+  std::vector<float> top_w;         // [T, top_k]
+  std::vector<int32_t> exp_count;   // [E] tokens routed to each expert in this chunk
+  std::vector<int32_t> exp_tok;     // [E, T] which tokens
+  std::vector<float> exp_w;         // [E, T] with which weight
+  std::vector<float> xe, ye;        // [T, H] gathered expert input / expert output
+  std::vector<std::vector<float>> scores;  // per worker: attention scores
+  std::vector<std::vector<float>> inv_freq;  // per layer: RoPE inverse frequencies
+};
+
+Model::Model(const std::string& path, ModelOptions opt) : opt_(opt) {
+  check(opt_.max_chunk > 0, "max_chunk must be positive");
+  ckpt_ = std::make_unique<io::Checkpoint>(path);
+  cfg_ = load_config(ckpt_->dir().empty() ? "." : ckpt_->dir());
+  w_ = bind_weights(*ckpt_, cfg_);
+  pool_ = std::make_unique<ThreadPool>(opt_.threads);
+  ws_ = std::make_unique<Workspace>();
+
+  const int64_t T = opt_.max_chunk, H = cfg_.hidden_size, nq = cfg_.num_attention_heads;
+  int64_t qmax = 0, kvmax = 0;
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    qmax = std::max(qmax, nq * cfg_.layer_head_dim(l));
+    kvmax = std::max(kvmax, cfg_.layer_kv_heads(l) * cfg_.layer_head_dim(l));
+    ws_->inv_freq.push_back(cfg_.inv_freq(l));
+  }
+  const int64_t imax = std::max(cfg_.intermediate_size, cfg_.moe_intermediate_size);
+  const int64_t E = cfg_.num_experts, K = cfg_.top_k_experts;
+  auto sz = [](int64_t n) { return size_t(n); };
+  for (auto* v : {&ws_->x, &ws_->h, &ws_->a, &ws_->o, &ws_->m, &ws_->xe, &ws_->ye}) v->resize(sz(T * H));
+  ws_->q.resize(sz(T * qmax));
+  ws_->attn.resize(sz(T * qmax));
+  ws_->kr.resize(sz(T * kvmax));
+  ws_->vr.resize(sz(T * kvmax));
+  ws_->gate.resize(sz(T * imax));
+  ws_->up.resize(sz(T * imax));
+  ws_->router.resize(sz(T * E));
+  ws_->top_idx.resize(sz(T * K));
+  ws_->top_w.resize(sz(T * K));
+  ws_->exp_count.resize(sz(E));
+  ws_->exp_tok.resize(sz(E * T));
+  ws_->exp_w.resize(sz(E * T));
+  ws_->scores.resize(size_t(pool_->size()));
+}
+
+Model::~Model() = default;
+
+void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
+                    bool all_positions, int64_t chunk) {
+  const int64_t n = int64_t(tokens.size());
+  if (chunk <= 0 || chunk > opt_.max_chunk) chunk = opt_.max_chunk;
+  check(cache.max_chunk() >= chunk, "KV cache was made for chunks of at most " +
+                                        std::to_string(cache.max_chunk()) + " tokens");
+  check(cache.pos() + n <= cache.max_context(),
+        "context of " + std::to_string(cache.pos() + n) + " tokens exceeds the KV cache's " +
+            "max_context of " + std::to_string(cache.max_context()));
+  for (int64_t i = 0; i < n; ++i)
+    check(tokens[size_t(i)] >= 0 && tokens[size_t(i)] < cfg_.vocab_size,
+          "token id " + std::to_string(tokens[size_t(i)]) + " at position " + std::to_string(i) +
+              " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
+  const int64_t V = cfg_.vocab_size;
+  for (int64_t s = 0; s < n; s += chunk) {
+    const int64_t T = std::min(chunk, n - s);
+    const bool last = s + T == n;
+    float* out = nullptr;
+    if (logits && all_positions) out = logits + s * V;
+    if (logits && !all_positions && last) out = logits;
+    forward_chunk(tokens.data() + s, T, cache, out, all_positions);
+  }
+}
+
+// §4: x0 = E[ids] * bf16(sqrt(H)); the layers; final norm; tied lm_head; softcap.
+void Model::forward_chunk(const int32_t* tokens, int64_t T, KvCache& cache, float* logits,
+                          bool all) {
+  Workspace& ws = *ws_;
+  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size, p0 = cache.pos();
+  const float scale = cfg_.embed_scale();
+  for (int64_t t = 0; t < T; ++t) {
+    float* xt = &ws.x[size_t(t * H)];
+    w_.embed_tokens.row_f32(tokens[t], xt);
+    for (int64_t i = 0; i < H; ++i) xt[i] *= scale;
+  }
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) decoder_layer(l, T, p0, cache);
+  cache.advance(T);
+  if (!logits) return;
+
+  const int64_t first = all ? 0 : T - 1, rows = T - first;
+  for (int64_t t = 0; t < rows; ++t)
+    k::rms_norm(&ws.x[size_t((first + t) * H)], w_.final_norm.data(), H, float(cfg_.rms_norm_eps),
+                &ws.a[size_t(t * H)]);
+  k::matmul(w_.embed_tokens, ws.a.data(), rows, H, logits, V, *pool_);  // [rows, V]
+  if (cfg_.final_logit_softcapping > 0) {
+    const float cap = float(cfg_.final_logit_softcapping);
+    for (int64_t i = 0; i < rows * V; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+  }
+}
+
+// §5: attention block, then the dense MLP and the MoE in parallel, then layer_scalar.
+void Model::decoder_layer(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
+  Workspace& ws = *ws_;
+  const LayerWeights& L = w_.layers[size_t(l)];
+  const int64_t H = cfg_.hidden_size;
+  const float eps = float(cfg_.rms_norm_eps);
+
+  attention_block(l, T, p0, cache);  // ws.h = x + post_attention_norm(attn(x))
+
+  dense_mlp(L, T);  // ws.o = post_feedforward_layernorm_1(mlp(pre_feedforward_layernorm(h)))
+  route(L, T);      // ws.top_idx / ws.top_w from the un-normalised residual h
+  experts(L, T);    // ws.m = post_feedforward_layernorm_2(sum_j w_j expert_j(pre_ffn_norm_2(h)))
+
+  // 14-15: y = h + post_feedforward_layernorm(d + m); x_next = y * layer_scalar.
+  for (int64_t t = 0; t < T; ++t) {
+    float* o = &ws.o[size_t(t * H)];
+    const float* m = &ws.m[size_t(t * H)];
+    for (int64_t i = 0; i < H; ++i) o[i] += m[i];
+    k::rms_norm(o, L.post_feedforward_layernorm.data(), H, eps, o);
+    const float* h = &ws.h[size_t(t * H)];
+    float* x = &ws.x[size_t(t * H)];
+    for (int64_t i = 0; i < H; ++i) x[i] = (h[i] + o[i]) * L.layer_scalar;
+  }
+}
+
+// §5.1 steps 1-10.
+void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
+  Workspace& ws = *ws_;
+  const LayerWeights& L = w_.layers[size_t(l)];
+  const int64_t H = cfg_.hidden_size, D = cfg_.layer_head_dim(l), nkv = cfg_.layer_kv_heads(l);
+  const int64_t nq = cfg_.num_attention_heads, group = nq / nkv;
+  const float eps = float(cfg_.rms_norm_eps);
+  const bool sliding = cfg_.is_sliding(l);
+  const float* inv_freq = ws.inv_freq[size_t(l)].data();
+  KvCache::Layer& C = cache.layer(l);
+
+  for (int64_t t = 0; t < T; ++t)  // 1: a = RMSNorm(x; input_layernorm)
+    k::rms_norm(&ws.x[size_t(t * H)], L.input_layernorm.data(), H, eps, &ws.a[size_t(t * H)]);
+  k::matmul(L.q_proj, ws.a.data(), T, H, ws.q.data(), nq * D, *pool_);     // 2: [T, nq*D]
+  k::matmul(L.k_proj, ws.a.data(), T, H, ws.kr.data(), nkv * D, *pool_);   // 3: [T, nkv*D]
+  const float* vr = ws.kr.data();                                          // 4: K=V on full layers
+  if (L.v_proj.rows > 0) {
+    k::matmul(L.v_proj, ws.a.data(), T, H, ws.vr.data(), nkv * D, *pool_);
+    vr = ws.vr.data();
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t pos = p0 + t;
+    for (int64_t hq = 0; hq < nq; ++hq) {  // 2: q = RoPE(RMSNorm_head(q; q_norm))
+      float* q = &ws.q[size_t((t * nq + hq) * D)];
+      k::rms_norm(q, L.q_norm.data(), D, eps, q);
+      k::rope_neox(q, D, inv_freq, pos);
+    }
+    const int64_t slot = pos % C.ring;
+    for (int64_t hk = 0; hk < nkv; ++hk) {  // 5-7: cache k = RoPE(k_norm(kr)), v = v_norm(vr)
+      const int64_t off = (t * nkv + hk) * D;
+      float* kc = &C.k[size_t(slot * C.stride + hk * D)];
+      float* vc = &C.v[size_t(slot * C.stride + hk * D)];
+      k::rms_norm(vr + off, nullptr, D, eps, vc);
+      k::rms_norm(&ws.kr[size_t(off)], L.k_norm.data(), D, eps, kc);
+      k::rope_neox(kc, D, inv_freq, pos);
+    }
+  }
+  // 8: softmax(q k^T * 1.0 + mask) v, per query head; head hq reads KV head hq / group.
+  pool_->parallel_for(size_t(T * nq), [&](size_t b, size_t e, int worker) {
+    std::vector<float>& scores = ws.scores[size_t(worker)];
+    if (int64_t(scores.size()) < C.ring) scores.resize(size_t(C.ring));  // once per worker
+    for (size_t i = b; i < e; ++i) {
+      const int64_t t = int64_t(i) / nq, hq = int64_t(i) % nq, hk = hq / group;
+      const int64_t pos = p0 + t;
+      const int64_t begin = sliding ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
+      k::attend(&ws.q[size_t((t * nq + hq) * D)], D, C.k.data() + hk * D, C.v.data() + hk * D,
+                C.stride, C.ring, begin, pos + 1, 1.0f, scores.data(),
+                &ws.attn[size_t((t * nq + hq) * D)]);
+    }
+  });
+  k::matmul(L.o_proj, ws.attn.data(), T, nq * D, ws.o.data(), H, *pool_);  // 9: [T, H]
+  for (int64_t t = 0; t < T; ++t) {  // 9-10: h = x + RMSNorm(o; post_attention_layernorm)
+    float* o = &ws.o[size_t(t * H)];
+    k::rms_norm(o, L.post_attention_layernorm.data(), H, eps, o);
+    const float* x = &ws.x[size_t(t * H)];
+    float* h = &ws.h[size_t(t * H)];
+    for (int64_t i = 0; i < H; ++i) h[i] = x[i] + o[i];
+  }
+}
+
+// §5.2 step 11: the dense GeGLU branch, into ws.o.
+void Model::dense_mlp(const LayerWeights& L, int64_t T) {
+  Workspace& ws = *ws_;
+  const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const float eps = float(cfg_.rms_norm_eps);
+  for (int64_t t = 0; t < T; ++t)
+    k::rms_norm(&ws.h[size_t(t * H)], L.pre_feedforward_layernorm.data(), H, eps, &ws.a[size_t(t * H)]);
+  k::matmul(L.mlp_gate, ws.a.data(), T, H, ws.gate.data(), I, *pool_);  // [T, I]
+  k::matmul(L.mlp_up, ws.a.data(), T, H, ws.up.data(), I, *pool_);      // [T, I]
+  k::gelu_gate(ws.gate.data(), ws.up.data(), T * I, ws.gate.data());
+  k::matmul(L.mlp_down, ws.gate.data(), T, I, ws.o.data(), H, *pool_);  // [T, H]
+  for (int64_t t = 0; t < T; ++t) {
+    float* o = &ws.o[size_t(t * H)];
+    k::rms_norm(o, L.post_feedforward_layernorm_1.data(), H, eps, o);
+  }
+}
+
+// §5.2 step 12: r = RMSNorm_noweight(h) * router.scale * H^-1/2; softmax over E; top-k;
+// renormalise; times per_expert_scale. Ties go to the lower expert index.
+void Model::route(const LayerWeights& L, int64_t T) {
+  Workspace& ws = *ws_;
+  const int64_t H = cfg_.hidden_size, E = cfg_.num_experts, K = cfg_.top_k_experts;
+  const float eps = float(cfg_.rms_norm_eps), inv_sqrt_h = 1.0f / std::sqrt(float(H));
+  for (int64_t t = 0; t < T; ++t) {
+    float* a = &ws.a[size_t(t * H)];
+    k::rms_norm(&ws.h[size_t(t * H)], nullptr, H, eps, a);
+    for (int64_t i = 0; i < H; ++i) a[i] = a[i] * L.router_scale[size_t(i)] * inv_sqrt_h;
+  }
+  k::matmul(L.router_proj, ws.a.data(), T, H, ws.router.data(), E, *pool_);  // [T, E]
+  std::vector<int32_t>& idx = ws.exp_tok;  // scratch: E entries are enough here
+  for (int64_t t = 0; t < T; ++t) {
+    float* p = &ws.router[size_t(t * E)];
+    k::softmax(p, E);
+    std::iota(idx.begin(), idx.begin() + E, 0);
+    std::partial_sort(idx.begin(), idx.begin() + K, idx.begin() + E, [p](int32_t x, int32_t y) {
+      return p[x] != p[y] ? p[x] > p[y] : x < y;
+    });
+    float sum = 0;
+    for (int64_t j = 0; j < K; ++j) sum += p[idx[size_t(j)]];
+    for (int64_t j = 0; j < K; ++j) {
+      const int32_t e = idx[size_t(j)];
+      ws.top_idx[size_t(t * K + j)] = e;
+      ws.top_w[size_t(t * K + j)] = p[e] / sum * L.per_expert_scale[size_t(e)];
+    }
+  }
+}
+
+// §5.2 step 13: each routed expert runs once over the tokens of this chunk that chose it.
+void Model::experts(const LayerWeights& L, int64_t T) {
+  Workspace& ws = *ws_;
+  const int64_t H = cfg_.hidden_size, E = cfg_.num_experts, K = cfg_.top_k_experts;
+  const int64_t Ie = cfg_.moe_intermediate_size;
+  const float eps = float(cfg_.rms_norm_eps);
+  for (int64_t t = 0; t < T; ++t)  // u = RMSNorm(h; pre_feedforward_layernorm_2)
+    k::rms_norm(&ws.h[size_t(t * H)], L.pre_feedforward_layernorm_2.data(), H, eps, &ws.a[size_t(t * H)]);
+  std::fill(ws.exp_count.begin(), ws.exp_count.end(), 0);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j < K; ++j) {
+      const int32_t e = ws.top_idx[size_t(t * K + j)];
+      const int32_t n = ws.exp_count[size_t(e)]++;
+      ws.exp_tok[size_t(e * T + n)] = int32_t(t);
+      ws.exp_w[size_t(e * T + n)] = ws.top_w[size_t(t * K + j)];
+    }
+  }
+  std::fill(ws.m.begin(), ws.m.begin() + T * H, 0.0f);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = ws.exp_count[size_t(e)];
+    if (n == 0) continue;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = ws.exp_tok[size_t(e * T + i)];
+      std::copy_n(&ws.a[size_t(t * H)], H, &ws.xe[size_t(i * H)]);
+    }
+    // Expert_e(u) = down_e(gelu_tanh(gate_e u) * up_e u)
+    k::matmul(L.expert_gate.expert(e), ws.xe.data(), n, H, ws.gate.data(), Ie, *pool_);
+    k::matmul(L.expert_up.expert(e), ws.xe.data(), n, H, ws.up.data(), Ie, *pool_);
+    k::gelu_gate(ws.gate.data(), ws.up.data(), n * Ie, ws.gate.data());
+    k::matmul(L.expert_down.expert(e), ws.gate.data(), n, Ie, ws.ye.data(), H, *pool_);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = ws.exp_tok[size_t(e * T + i)];
+      const float wt = ws.exp_w[size_t(e * T + i)];
+      float* m = &ws.m[size_t(t * H)];
+      const float* y = &ws.ye[size_t(i * H)];
+      for (int64_t c = 0; c < H; ++c) m[c] += wt * y[c];
+    }
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    float* m = &ws.m[size_t(t * H)];
+    k::rms_norm(m, L.post_feedforward_layernorm_2.data(), H, eps, m);
+  }
+}
+
+uint64_t Model::bytes_per_token() const {
+  uint64_t n = w_.embed_tokens.bytes();  // the tied lm_head reads it all
+  for (const auto& L : w_.layers) {
+    for (const k::Matrix* m : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.mlp_gate,
+                               &L.mlp_up, &L.mlp_down, &L.router_proj})
+      n += m->bytes();
+    const uint64_t per_expert = L.expert_gate.first.bytes() + L.expert_up.first.bytes() +
+                                L.expert_down.first.bytes();
+    n += per_expert * uint64_t(cfg_.top_k_experts);
+  }
+  return n;
+}
+
+}  // namespace mlxq::model::gemma4

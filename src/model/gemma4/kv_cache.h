@@ -1,0 +1,42 @@
+// KvCache: per-layer f32 keys and values (post-norm, post-RoPE K; post-norm V), as the spec's
+// §7 prescribes. Full layers keep every position up to max_context; sliding layers keep a ring
+// of (window - 1 + max_chunk) slots, enough to hold the window behind every query of a chunk
+// while the chunk's own keys are written. Position p lives in slot p % ring.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/gemma4/config.h"
+
+namespace mlxq::model::gemma4 {
+
+class KvCache {
+ public:
+  struct Layer {
+    std::vector<float> k, v;  // [ring, n_kv * head_dim]
+    int64_t ring = 0;         // slots
+    int64_t stride = 0;       // n_kv * head_dim
+  };
+
+  KvCache(const Gemma4Config& cfg, int64_t max_context, int64_t max_chunk);
+  KvCache(KvCache&&) = default;
+  KvCache& operator=(KvCache&&) = default;
+  KvCache(const KvCache&) = delete;             // a deep copy is costly: use clone()
+  KvCache& operator=(const KvCache&) = delete;
+  KvCache clone() const;
+
+  int64_t pos() const { return pos_; }           // tokens already in the cache
+  int64_t max_context() const { return max_context_; }
+  int64_t max_chunk() const { return max_chunk_; }
+  Layer& layer(int64_t l) { return layers_[size_t(l)]; }
+  void advance(int64_t n) { pos_ += n; }
+  void reset() { pos_ = 0; }
+  uint64_t bytes() const;
+
+ private:
+  KvCache() = default;
+  std::vector<Layer> layers_;
+  int64_t pos_ = 0, max_context_ = 0, max_chunk_ = 0;
+};
+
+}  // namespace mlxq::model::gemma4

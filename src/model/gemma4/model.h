@@ -1,0 +1,64 @@
+// Model: an opened Gemma-4 checkpoint (mapped files, validated config, bound weights) plus the
+// engine-owned thread pool and workspace. forward() is the text decoder of
+// gemma4-architecture.md §4-§7; its body lives in forward.cpp and reads like the spec.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "io/safetensors.h"
+#include "model/gemma4/config.h"
+#include "model/gemma4/kv_cache.h"
+#include "model/gemma4/weights.h"
+
+namespace mlxq::model::gemma4 {
+
+struct ModelOptions {
+  int threads = 0;           // 0: all hardware threads
+  int64_t max_chunk = 256;   // tokens per prefill step (the workspace is sized for it)
+};
+
+class Model {
+ public:
+  explicit Model(const std::string& path, ModelOptions opt = {});
+  ~Model();
+
+  const Gemma4Config& config() const { return cfg_; }
+  const Gemma4Weights& weights() const { return w_; }
+  const io::Checkpoint& checkpoint() const { return *ckpt_; }
+  ThreadPool& pool() { return *pool_; }
+  int64_t max_chunk() const { return opt_.max_chunk; }
+
+  KvCache make_cache(int64_t max_context) const { return KvCache(cfg_, max_context, opt_.max_chunk); }
+
+  // Feeds `tokens` at positions cache.pos() onwards, in steps of at most `chunk` tokens
+  // (0: max_chunk), and appends them to the cache. When `logits` is non-null it receives
+  // [T, vocab] f32 logits for every position, or [1, vocab] for the last one if !all_positions.
+  void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
+               bool all_positions = true, int64_t chunk = 0);
+
+  // Bytes of weights one decoded token reads (all dense weights, top_k of num_experts experts,
+  // the full lm_head; the embedding lookup reads one row).
+  uint64_t bytes_per_token() const;
+
+ private:
+  struct Workspace;
+  void forward_chunk(const int32_t* tokens, int64_t T, KvCache& cache, float* logits, bool all);
+  void decoder_layer(int64_t l, int64_t T, int64_t p0, KvCache& cache);
+  void attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache);
+  void dense_mlp(const LayerWeights& L, int64_t T);
+  void route(const LayerWeights& L, int64_t T);
+  void experts(const LayerWeights& L, int64_t T);
+
+  ModelOptions opt_;
+  std::unique_ptr<io::Checkpoint> ckpt_;
+  Gemma4Config cfg_;
+  Gemma4Weights w_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Workspace> ws_;
+};
+
+}  // namespace mlxq::model::gemma4

@@ -1,0 +1,43 @@
+// Synthetic Gemma-4 checkpoints in the exact real layout (names, shapes, dtypes, config.json,
+// generation_config.json, 5 GiB shards with an index): random weights with realistic magnitudes
+// for tests and benchmarks, since no real weights can be downloaded. Written tensor by tensor
+// (quantized on the fly for the MLX format), so even the full 26B shape never sits in memory.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "io/checkpoint_writer.h"
+#include "quant/affine.h"
+
+namespace mlxq::model::gemma4 {
+
+enum class CheckpointFormat { HF, MLX };
+
+struct SyntheticOptions {
+  std::string preset = "tiny";    // "tiny" (the golden tiny-a shape) or "26b-a4b" (the real one)
+  int64_t layers = 0;             // 0: the preset's depth; else keeps 5 sliding : 1 full
+  uint64_t seed = 0;
+  DType dtype = DType::BF16;      // BF16 or F32 for dense tensors (and scales/biases)
+  CheckpointFormat format = CheckpointFormat::HF;
+  quant::Spec quant{4, 64};       // MLX format: uniform bits and group size
+  uint64_t max_shard_bytes = 5ull << 30;
+  bool overwrite = false;
+};
+
+// config.json of the preset, in transformers' layout (nested text_config).
+nlohmann::json synthetic_config(const SyntheticOptions& opt);
+
+// Every tensor the checkpoint will hold, with its dtype and shape (sorted by name).
+std::vector<io::TensorSpec> synthetic_tensor_plan(const SyntheticOptions& opt);
+
+// Writes the checkpoint to `out_dir` (atomically). `progress(done, total, name)` after each tensor.
+void write_synthetic_model(const std::string& out_dir, const SyntheticOptions& opt, ThreadPool& pool,
+                           const std::function<void(size_t, size_t, const std::string&)>& progress = {});
+
+}  // namespace mlxq::model::gemma4

@@ -1,0 +1,57 @@
+// `mlxq make-model`: writes a synthetic Gemma-4 checkpoint in the real layout.
+#include <chrono>
+#include <cstdio>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "mlxq/commands.h"
+#include "model/gemma4/synthetic.h"
+
+namespace mlxq::cli {
+
+void register_make_model(CLI::App& app) {
+  struct Args {
+    std::string out, preset = "tiny", dtype = "bf16", format = "hf";
+    int64_t layers = 0;
+    uint64_t seed = 0;
+    int bits = 4, group = 64, threads = 0;
+    bool force = false, quiet = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("make-model", "Write a synthetic Gemma-4 checkpoint (random weights, real layout)");
+  cmd->add_option("-o,--output", args->out, "Output directory")->required();
+  cmd->add_option("--preset", args->preset, "tiny | 26b-a4b")->check(CLI::IsMember({"tiny", "26b-a4b"}));
+  cmd->add_option("--layers", args->layers, "Number of layers (keeps the 5 sliding : 1 full pattern)")
+      ->check(CLI::Range(int64_t(1), int64_t(1000)));
+  cmd->add_option("--seed", args->seed, "Random seed");
+  cmd->add_option("--dtype", args->dtype, "bf16 | f32")->check(CLI::IsMember({"bf16", "f32"}));
+  cmd->add_option("--format", args->format, "hf | mlx")->check(CLI::IsMember({"hf", "mlx"}));
+  cmd->add_option("--q-bits", args->bits, "MLX format: bits (2,3,4,5,6,8)")->check(CLI::IsMember({2, 3, 4, 5, 6, 8}));
+  cmd->add_option("--q-group-size", args->group, "MLX format: group size (32,64,128)")->check(CLI::IsMember({32, 64, 128}));
+  cmd->add_option("-t,--threads", args->threads, "Threads (0: all cores)");
+  cmd->add_flag("--force", args->force, "Overwrite an existing output directory");
+  cmd->add_flag("-q,--quiet", args->quiet, "No progress output");
+  cmd->callback([args] {
+    model::gemma4::SyntheticOptions opt;
+    opt.preset = args->preset;
+    opt.layers = args->layers;
+    opt.seed = args->seed;
+    opt.dtype = args->dtype == "f32" ? DType::F32 : DType::BF16;
+    opt.format = args->format == "mlx" ? model::gemma4::CheckpointFormat::MLX : model::gemma4::CheckpointFormat::HF;
+    opt.quant = {args->bits, args->group};
+    opt.overwrite = args->force;
+    ThreadPool pool(args->threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool tty = isatty(2);
+    model::gemma4::write_synthetic_model(args->out, opt, pool, [&](size_t i, size_t n, const std::string& name) {
+      if (args->quiet) return;
+      if (tty) std::fprintf(stderr, "\r[%zu/%zu] %-80.80s", i, n, name.c_str());
+      else if (i == n || i % 50 == 0) std::fprintf(stderr, "[%zu/%zu] %s\n", i, n, name.c_str());
+    });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!args->quiet) std::fprintf(stderr, "%swrote %s in %.1f s\n", tty ? "\n" : "", args->out.c_str(), s);
+  });
+}
+
+}  // namespace mlxq::cli
