@@ -1,0 +1,133 @@
+// The mlxq binary as a user meets it: make-model, logits (.npy and text, chunk/decode), inspect,
+// and one-line errors with a non-zero exit for corrupt inputs.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "io/npy.h"
+#include "test_util.h"
+
+namespace mlxq {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result { int code; std::string out, err; };
+
+Result run(const std::string& args, const std::string& tmp) {
+  const std::string err_file = tmp + "/stderr.txt";
+  const std::string cmd = std::string(MLXQ_BIN) + " " + args + " 2>" + err_file;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.err = test::read_file(err_file);
+  return r;
+}
+
+TEST(Cli, LogitsModesAgreeAndMatchGolden) {
+  test::TempDir d;
+  const std::string m = test::data_path("gemma4-tiny-a/mlx-q");
+  const std::string toks = "2,638,1932,1428,739,280,1608,819,1212,1270";
+  for (const std::string mode : {"", "--chunk 3", "--decode"}) {
+    Result r = run("logits -m " + m + " --tokens " + toks + " " + mode + " --out " + d / "o.npy", d.str());
+    ASSERT_EQ(r.code, 0) << r.err;
+    const io::NpyF32 o = io::read_npy_f32(d / "o.npy");
+    const io::NpyF32 g = io::read_npy_f32(test::data_path("gemma4-tiny-a/goldens/logits_mlx-q_S1.npy"));
+    ASSERT_EQ(o.shape, (std::vector<int64_t>{10, 2048}));
+    for (size_t i = 0; i < o.data.size(); ++i) ASSERT_NEAR(o.data[i], g.data[i], 2e-4) << mode;
+  }
+  Result t = run("logits -m " + m + " --tokens 2,638 --top 3", d.str());
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_EQ(std::count(t.out.begin(), t.out.end(), '\n'), 2);
+  EXPECT_EQ(t.out.rfind("pos 0 token 2:", 0), 0u) << t.out;
+}
+
+TEST(Cli, MakeModelThenInspect) {
+  test::TempDir d;
+  Result r = run("make-model -q -o " + d / "m" + " --preset tiny --format mlx --q-bits 4 --seed 3", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run("inspect -m " + d / "m", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("MLX layout"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("affine, default 4 bits / group 64"), std::string::npos);
+  EXPECT_NE(r.out.find("language_model.model.embed_tokens.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("4-bit g64"), std::string::npos);
+  EXPECT_NE(r.out.find("per token"), std::string::npos);
+  // An existing output is refused without --force.
+  r = run("make-model -q -o " + d / "m", d.str());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+  r = run("make-model -q -o " + d / "m" + " --force --seed 4", d.str());
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(Cli, CorruptInputsGiveOneLineErrors) {
+  test::TempDir d;
+  const std::string src = test::data_path("gemma4-tiny-a/hf");
+  auto fresh = [&](const std::string& name) {
+    const std::string dir = d / name;
+    fs::create_directories(dir);
+    fs::copy_file(src + "/config.json", dir + "/config.json");
+    fs::copy_file(src + "/model.safetensors", dir + "/model.safetensors");
+    fs::permissions(dir + "/model.safetensors", fs::perms::owner_write, fs::perm_options::add);
+    fs::permissions(dir + "/config.json", fs::perms::owner_write, fs::perm_options::add);
+    return dir;
+  };
+  struct Case { std::string name, expect; };
+  std::vector<Case> cases;
+  {  // truncated shard
+    const std::string dir = fresh("trunc");
+    fs::resize_file(dir + "/model.safetensors", fs::file_size(dir + "/model.safetensors") - 1000);
+    cases.push_back({"trunc", "out of range of the data section"});
+  }
+  {  // header length past the end
+    const std::string dir = fresh("hlen");
+    std::string b = test::read_file(dir + "/model.safetensors");
+    b[4] = char(0x10);
+    test::write_file(dir + "/model.safetensors", b);
+    cases.push_back({"hlen", "header length"});
+  }
+  {  // config field of the wrong type
+    const std::string dir = fresh("cfg");
+    std::string c = test::read_file(dir + "/config.json");
+    c.replace(c.find("\"sliding_window\": 32"), 20, "\"sliding_window\": \"32\"");
+    test::write_file(dir + "/config.json", c);
+    cases.push_back({"cfg", "text_config.sliding_window must be an integer"});
+  }
+  {  // index naming a missing shard
+    const std::string dir = fresh("idx");
+    test::write_file(dir + "/model.safetensors.index.json",
+                     R"({"weight_map": {"x": "model-00002-of-00002.safetensors"}})");
+    cases.push_back({"idx", "which does not exist"});
+  }
+  {  // broken JSON config
+    const std::string dir = fresh("json");
+    test::write_file(dir + "/config.json", "{\"model_type\": ");
+    cases.push_back({"json", "not valid JSON"});
+  }
+  for (const Case& c : cases) {
+    Result r = run("logits -m " + d / c.name + " --tokens 2,3", d.str());
+    EXPECT_EQ(r.code, 1) << c.name;
+    EXPECT_EQ(r.err.rfind("mlxq: error: ", 0), 0u) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.name << ": " << r.err;
+  }
+  Result r = run("logits -m " + src + " --tokens 2,x", d.str());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("'x' is not a non-negative token id"), std::string::npos) << r.err;
+  r = run("logits -m " + src + " --tokens 2,99999", d.str());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("outside the vocabulary"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace mlxq
