@@ -15,6 +15,12 @@ const char* dtype_name(DType t);  // safetensors spelling: "F32", "BF16", ...
 // Parses a safetensors dtype string; returns false for one mlxq does not know.
 bool parse_dtype(std::string_view s, DType* out);
 
+// Loads from possibly unaligned addresses: MLX writes safetensors headers without padding, so
+// tensor data in a mapped file need not be aligned to its element size.
+inline uint16_t load_u16(const void* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
+inline uint32_t load_u32(const void* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
+inline float load_f32(const void* p) { float v; std::memcpy(&v, p, 4); return v; }
+
 inline float f32_from_bits(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline uint32_t bits_from_f32(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 

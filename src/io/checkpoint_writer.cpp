@@ -64,7 +64,11 @@ CheckpointWriter::CheckpointWriter(const std::string& out_dir, bool overwrite)
   if (parent.empty()) parent = ".";
   std::error_code ec;
   fs::create_directories(parent, ec);
-  tmp_ = (parent / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))).string();
+  std::string tmp_name = ".";  // hidden, and never named like a checkpoint
+  tmp_name += out.filename().string();
+  tmp_name += ".tmp-";
+  tmp_name += std::to_string(::getpid());
+  tmp_ = (parent / tmp_name).string();
   fs::remove_all(tmp_, ec);
   if (!fs::create_directory(tmp_, ec) || ec)
     throw Error(tmp_ + ": cannot create temporary output directory: " + ec.message());

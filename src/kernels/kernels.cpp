@@ -3,6 +3,7 @@
 #include "kernels/kernels.h"
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace mlxq::kernels {
@@ -10,27 +11,21 @@ namespace mlxq::kernels {
 void Matrix::row_f32(int64_t r, float* out) const {
   const uint8_t* p = data + size_t(r) * row_bytes;
   if (quantized) {
-    quant::dequantize_row_f32(reinterpret_cast<const uint32_t*>(p),
+    quant::dequantize_row_f32(p,
                               scales + size_t(r) * sb_row_bytes, biases + size_t(r) * sb_row_bytes,
                               dtype, cols, spec, out);
     return;
   }
   switch (dtype) {
-    case DType::F32: {
-      const float* s = reinterpret_cast<const float*>(p);
-      for (int64_t i = 0; i < cols; ++i) out[i] = s[i];
+    case DType::F32:
+      std::memcpy(out, p, size_t(cols) * 4);
       break;
-    }
-    case DType::BF16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(p);
-      for (int64_t i = 0; i < cols; ++i) out[i] = bf16_to_f32(s[i]);
+    case DType::BF16:
+      for (int64_t i = 0; i < cols; ++i) out[i] = bf16_to_f32(load_u16(p + 2 * i));
       break;
-    }
-    default: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(p);
-      for (int64_t i = 0; i < cols; ++i) out[i] = f16_to_f32(s[i]);
+    default:
+      for (int64_t i = 0; i < cols; ++i) out[i] = f16_to_f32(load_u16(p + 2 * i));
       break;
-    }
   }
 }
 
@@ -55,8 +50,9 @@ void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, i
     if (int64_t(row.size()) < K) row.resize(size_t(K));
     for (size_t r = r0; r < r1; ++r) {
       const float* wr;
-      if (!w.quantized && w.dtype == DType::F32) {
-        wr = reinterpret_cast<const float*>(w.data + r * w.row_bytes);
+      const uint8_t* raw = w.data + r * w.row_bytes;
+      if (!w.quantized && w.dtype == DType::F32 && reinterpret_cast<uintptr_t>(raw) % alignof(float) == 0) {
+        wr = reinterpret_cast<const float*>(raw);
       } else {
         w.row_f32(int64_t(r), row.data());
         wr = row.data();

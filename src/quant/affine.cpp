@@ -68,7 +68,7 @@ void quantize_row(const float* w, int64_t k, Spec spec, Rounding rounding, uint3
   }
 }
 
-void unpack_row(const uint32_t* words, int64_t k, int bits, uint8_t* codes) {
+void unpack_row(const void* words, int64_t k, int bits, uint8_t* codes) {
   for (int64_t i = 0; i < k; ++i) codes[i] = uint8_t(code_at(words, i, bits));
 }
 
@@ -82,7 +82,7 @@ void pack_row(const uint8_t* codes, int64_t k, int bits, uint32_t* words) {
   }
 }
 
-void dequantize_row_f32(const uint32_t* words, const void* scales, const void* biases,
+void dequantize_row_f32(const void* words, const void* scales, const void* biases,
                         DType sb_dtype, int64_t k, Spec spec, float* out) {
   for (int64_t g = 0; g < k / spec.group_size; ++g) {
     const float s = load_scalar(scales, sb_dtype, g), b = load_scalar(biases, sb_dtype, g);
@@ -93,7 +93,7 @@ void dequantize_row_f32(const uint32_t* words, const void* scales, const void* b
   }
 }
 
-void dequantize_row_mlx(const uint32_t* words, const void* scales, const void* biases,
+void dequantize_row_mlx(const void* words, const void* scales, const void* biases,
                         DType sb_dtype, int64_t k, Spec spec, float* out) {
   for (int64_t g = 0; g < k / spec.group_size; ++g) {
     const float s = load_scalar(scales, sb_dtype, g), b = load_scalar(biases, sb_dtype, g);

@@ -32,32 +32,35 @@ void quantize_row(const float* w, int64_t k, Spec spec, Rounding rounding, uint3
                   float* scales, float* biases);
 
 // Code i of a packed row (any bits in 2..8).
-inline uint32_t code_at(const uint32_t* words, int64_t i, int bits) {
+// `words` may be unaligned (it usually points into a mapped file).
+inline uint32_t code_at(const void* words, int64_t i, int bits) {
+  const uint8_t* p = static_cast<const uint8_t*>(words);
   const uint64_t bit = uint64_t(i) * uint64_t(bits);
   const uint64_t w = bit >> 5;
   const unsigned off = unsigned(bit & 31);
-  uint64_t v = words[w] >> off;
-  if (off + unsigned(bits) > 32) v |= uint64_t(words[w + 1]) << (32 - off);
+  uint64_t v = load_u32(p + 4 * w) >> off;
+  if (off + unsigned(bits) > 32) v |= uint64_t(load_u32(p + 4 * (w + 1))) << (32 - off);
   return uint32_t(v) & ((1u << bits) - 1u);
 }
-void unpack_row(const uint32_t* words, int64_t k, int bits, uint8_t* codes);
+void unpack_row(const void* words, int64_t k, int bits, uint8_t* codes);
 void pack_row(const uint8_t* codes, int64_t k, int bits, uint32_t* words);
 
-// Reads element i of a scales/biases array stored as `dt` (BF16, F16 or F32).
+// Reads element i of an array stored as `dt` (BF16, F16 or F32), aligned or not.
 inline float load_scalar(const void* p, DType dt, int64_t i) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
   switch (dt) {
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
+    case DType::BF16: return bf16_to_f32(load_u16(b + 2 * i));
+    case DType::F16: return f16_to_f32(load_u16(b + 2 * i));
+    default: return load_f32(b + 4 * i);
   }
 }
 
 // The engine's dequantization: w = scale*q + bias in f32, one rounding (what the golden logits
 // need; mlx-quant-format.md §2.5).
-void dequantize_row_f32(const uint32_t* words, const void* scales, const void* biases,
+void dequantize_row_f32(const void* words, const void* scales, const void* biases,
                         DType sb_dtype, int64_t k, Spec spec, float* out);
 // MLX's own `dequantize` op: T(T(q*scale) + bias) in the scales dtype T (two roundings).
-void dequantize_row_mlx(const uint32_t* words, const void* scales, const void* biases,
+void dequantize_row_mlx(const void* words, const void* scales, const void* biases,
                         DType sb_dtype, int64_t k, Spec spec, float* out);
 
 // Rounds f32 to the storage dtype and back (identity for F32).

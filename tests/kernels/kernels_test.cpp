@@ -100,7 +100,7 @@ TEST(Kernels, MatmulMatchesNaiveForEveryFormat) {
           mag += std::fabs(naive_weight(o.m, n, k) * x[size_t(t * ldx + k)]);
         }
         ASSERT_NEAR(y[size_t(t * ldy + n)], ref, 1e-6 * mag + 1e-7)
-            << (f.q ? "q" + std::to_string(f.spec.bits) + "g" + std::to_string(f.spec.group_size) : dtype_name(f.dt));
+            << dtype_name(f.dt) << " quantized=" << f.q << " bits=" << f.spec.bits << " gs=" << f.spec.group_size;
       }
     // The padding of y is untouched.
     EXPECT_EQ(y[size_t(N)], -1.0f);

@@ -28,8 +28,8 @@ uint32_t bits_of(DType dt, float v) {
 }
 
 uint32_t stored_bits(const io::TensorInfo& t, int64_t i) {
-  if (t.dtype == DType::F32) return reinterpret_cast<const uint32_t*>(t.data)[i];
-  return reinterpret_cast<const uint16_t*>(t.data)[i];
+  if (t.dtype == DType::F32) return load_u32(t.data + 4 * i);
+  return load_u16(t.data + 2 * i);
 }
 
 TEST(Affine, MatchesMlxQuantizerBitForBit) {
@@ -55,9 +55,9 @@ TEST(Affine, MatchesMlxQuantizerBitForBit) {
     std::vector<uint8_t> sb(static_cast<size_t>(gpr) * 4), bb(static_cast<size_t>(gpr) * 4);
     for (int64_t r = 0; r < rows; ++r) {
       quantize_row(&w[size_t(r * K)], K, spec, Rounding::Cpu, words.data(), s.data(), b.data());
-      const uint32_t* want = reinterpret_cast<const uint32_t*>(wt.data) + r * wpr;
+      const uint8_t* want = wt.data + size_t(r * wpr) * 4;  // may be unaligned: MLX does not pad
       for (int64_t i = 0; i < wpr; ++i)
-        ASSERT_EQ(words[size_t(i)], want[i]) << base << " row " << r << " word " << i;
+        ASSERT_EQ(words[size_t(i)], load_u32(want + 4 * i)) << base << " row " << r << " word " << i;
       for (int64_t g = 0; g < gpr; ++g) {
         ASSERT_EQ(bits_of(sc.dtype, s[size_t(g)]), stored_bits(sc, r * gpr + g)) << base << " scale " << g;
         ASSERT_EQ(bits_of(bi.dtype, b[size_t(g)]), stored_bits(bi, r * gpr + g)) << base << " bias " << g;

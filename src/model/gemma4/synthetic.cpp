@@ -141,7 +141,9 @@ std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& 
     } else {
       parts.push_back({s.name, {0, s.rows}});
     }
-    for (const auto& [name, range] : parts) {
+    for (const auto& part : parts) {
+      const std::string& name = part.first;
+      const std::pair<int64_t, int64_t> range = part.second;
       std::vector<int64_t> lead;
       if (s.experts) lead.push_back(s.experts);
       auto shape = [&](int64_t cols) {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds mlxq and runs the test suite: the g++ Release build, then a clang build with
+# AddressSanitizer + UndefinedBehaviorSanitizer. Extra arguments go to ctest (e.g. -L slow).
+# MLXQ_TEST_FAST=1 skips the sanitizer pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+jobs=$(nproc)
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=g++ -DMLXQ_WERROR=ON
+cmake --build build -j "$jobs"
+ctest --test-dir build -LE slow --output-on-failure -j "$jobs" "$@"
+
+if [ "${MLXQ_TEST_FAST:-0}" != "1" ]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+        -DMLXQ_SANITIZE=ON -DMLXQ_WERROR=ON
+  cmake --build build-asan -j "$jobs"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan -LE slow --output-on-failure -j "$jobs" "$@"
+fi
