@@ -94,6 +94,40 @@ TEST(Safetensors, CorruptFilesGiveClearErrors) {
   }
 }
 
+// A file cut at any length, or with any single header byte flipped, is an Error, never a crash
+// (run under ASan/UBSan in CI).
+TEST(Safetensors, TruncationsAndByteFlipsNeverCrash) {
+  test::TempDir d;
+  const std::string src = test::read_file(test::data_path("gemma4-tiny-a/mlx-q/model.safetensors"));
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | uint8_t(src[size_t(i)]);
+  const std::string p = d / "m.safetensors";
+  int errors = 0, loads = 0;
+  for (size_t cut : {size_t(0), size_t(7), size_t(8), size_t(100), size_t(8 + hlen - 1), size_t(8 + hlen),
+                     size_t(8 + hlen + 1), src.size() / 2, src.size() - 1}) {
+    test::write_file(p, src.substr(0, cut));
+    try {
+      SafetensorsFile f(p);
+      ++loads;
+    } catch (const Error&) {
+      ++errors;
+    }
+  }
+  EXPECT_EQ(errors, 9);
+  for (size_t i = 0; i < 8 + hlen; i += 97) {
+    std::string b = src;
+    b[i] = char(b[i] ^ 0x5a);
+    test::write_file(p, b);
+    try {
+      SafetensorsFile f(p);
+      ++loads;  // a flip inside a name can still be a valid file
+    } catch (const Error&) {
+      ++errors;
+    }
+  }
+  EXPECT_GT(errors, 9);
+}
+
 TEST(Checkpoint, IndexNamingMissingShard) {
   test::TempDir d;
   test::write_file(d / "model-00001-of-00002.safetensors", st_bytes(good_header().dump(), std::string(22, '\0')));

@@ -9,6 +9,9 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <functional>
+#include <nlohmann/json.hpp>
+
 #include "io/npy.h"
 #include "test_util.h"
 
@@ -31,6 +34,20 @@ Result run(const std::string& args, const std::string& tmp) {
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   r.err = test::read_file(err_file);
   return r;
+}
+
+// Rewrites a safetensors header in place (same length, space padded) through `edit`.
+void edit_header(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
+  std::string b = test::read_file(path);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(b[size_t(i)]);
+  nlohmann::json h = nlohmann::json::parse(b.substr(8, n));
+  edit(h);
+  std::string s = h.dump();
+  ASSERT_LE(s.size(), n);
+  s.append(n - s.size(), ' ');
+  b.replace(8, n, s);
+  test::write_file(path, b);
 }
 
 TEST(Cli, LogitsModesAgreeAndMatchGolden) {
@@ -108,6 +125,33 @@ TEST(Cli, CorruptInputsGiveOneLineErrors) {
     test::write_file(dir + "/model.safetensors.index.json",
                      R"({"weight_map": {"x": "model-00002-of-00002.safetensors"}})");
     cases.push_back({"idx", "which does not exist"});
+  }
+  const std::string norm = "model.language_model.norm.weight";
+  {  // two tensors overlapping in the data section
+    const std::string dir = fresh("overlap");
+    edit_header(dir + "/model.safetensors", [&](nlohmann::json& h) {
+      auto& o = h[norm]["data_offsets"];
+      o = {o[0].get<uint64_t>() - 2, o[1].get<uint64_t>() - 2};
+    });
+    cases.push_back({"overlap", "overlap in the data section"});
+  }
+  {  // offsets out of range
+    const std::string dir = fresh("range");
+    edit_header(dir + "/model.safetensors", [&](nlohmann::json& h) {
+      h[norm]["data_offsets"][1] = uint64_t(1) << 40;
+    });
+    cases.push_back({"range", "'" + norm + "': data_offsets"});
+  }
+  {  // dtype/shape byte-count mismatch
+    const std::string dir = fresh("bytes");
+    edit_header(dir + "/model.safetensors", [&](nlohmann::json& h) { h[norm]["shape"] = {255}; });
+    cases.push_back({"bytes", "512 bytes for dtype BF16 and shape [255], expected 510"});
+  }
+  {  // a tensor the config implies is missing
+    const std::string dir = fresh("missing");
+    edit_header(dir + "/model.safetensors",
+                [&](nlohmann::json& h) { h.erase("model.language_model.layers.2.mlp.up_proj.weight"); });
+    cases.push_back({"missing", "missing tensor 'model.language_model.layers.2.mlp.up_proj.weight'"});
   }
   {  // broken JSON config
     const std::string dir = fresh("json");
