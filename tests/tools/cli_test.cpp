@@ -87,6 +87,30 @@ TEST(Cli, MakeModelThenInspect) {
   EXPECT_EQ(r.code, 0) << r.err;
 }
 
+TEST(Cli, TokenizeAndTemplate) {
+  test::TempDir d;
+  Result r = run(std::string("tokenize --tokenizer ") + MLXQ_TOKENIZER + " 'Hello world'", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "[9259,1902]\n");
+  r = run(std::string("tokenize --tokenizer ") + MLXQ_TOKENIZER + " --special '<|turn>user'", d.str());
+  EXPECT_EQ(r.out, "[105,2364]\n");
+  test::write_file(d / "m.json", R"([{"role":"system","content":"You are a helpful assistant. Be concise."},)"
+                                 R"({"role":"user","content":"What is the capital of France?"}])");
+  r = run("template --messages " + d / "m.json", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "<bos><|turn>system\nYou are a helpful assistant. Be concise.<turn|>\n<|turn>user\n"
+                   "What is the capital of France?<turn|>\n<|turn>model\n<|channel>thought\n<channel|>");
+  r = run("template --thinking --no-generation-prompt --messages " + d / "m.json", d.str());
+  EXPECT_EQ(r.out, "<bos><|turn>system\n<|think|>\nYou are a helpful assistant. Be concise.<turn|>\n<|turn>user\n"
+                   "What is the capital of France?<turn|>\n");
+  // Input the official template rejects (string arguments) is an error with a non-zero exit.
+  test::write_file(d / "bad.json", R"([{"role":"user","content":"hi"},{"role":"assistant","tool_calls":)"
+                                   R"([{"function":{"name":"f","arguments":"{\"a\":1}"}}]}])");
+  r = run("template --messages " + d / "bad.json", d.str());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err.rfind("mlxq: error: ", 0), 0u) << r.err;
+}
+
 TEST(Cli, CorruptInputsGiveOneLineErrors) {
   test::TempDir d;
   const std::string src = test::data_path("gemma4-tiny-a/hf");

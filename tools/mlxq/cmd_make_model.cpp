@@ -1,5 +1,6 @@
 // `mlxq make-model`: writes a synthetic Gemma-4 checkpoint in the real layout.
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <unistd.h>
 
@@ -12,7 +13,7 @@ namespace mlxq::cli {
 
 void register_make_model(CLI::App& app) {
   struct Args {
-    std::string out, preset = "tiny", dtype = "bf16", format = "hf";
+    std::string out, preset = "tiny", dtype = "bf16", format = "hf", tokenizer;
     int64_t layers = 0;
     uint64_t seed = 0;
     int bits = 4, group = 64, threads = 0;
@@ -30,6 +31,8 @@ void register_make_model(CLI::App& app) {
   cmd->add_option("--q-bits", args->bits, "MLX format: bits (2,3,4,5,6,8)")->check(CLI::IsMember({2, 3, 4, 5, 6, 8}));
   cmd->add_option("--q-group-size", args->group, "MLX format: group size (32,64,128)")->check(CLI::IsMember({32, 64, 128}));
   cmd->add_option("-t,--threads", args->threads, "Threads (0: all cores)");
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "tokenizer.json to include (default for 262144-token presets: the build's derived Gemma 4 one)");
   cmd->add_flag("--force", args->force, "Overwrite an existing output directory");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress output");
   cmd->callback([args] {
@@ -41,6 +44,15 @@ void register_make_model(CLI::App& app) {
     opt.format = args->format == "mlx" ? model::gemma4::CheckpointFormat::MLX : model::gemma4::CheckpointFormat::HF;
     opt.quant = {args->bits, args->group};
     opt.overwrite = args->force;
+    opt.tokenizer_json = args->tokenizer;
+    if (opt.tokenizer_json.empty() && opt.preset == "26b-a4b") {
+      // The build derives gemma4-tokenizer.json next to the mlxq binary.
+      std::error_code ec;
+      const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+      const auto derived = exe.parent_path() / "gemma4-tokenizer.json";
+      if (!ec && std::filesystem::exists(derived)) opt.tokenizer_json = derived.string();
+      else std::fprintf(stderr, "make-model: no derived Gemma 4 tokenizer.json found; the checkpoint has none\n");
+    }
     ThreadPool pool(args->threads);
     const auto t0 = std::chrono::steady_clock::now();
     const bool tty = isatty(2);

@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   mlxq::cli::register_make_model(app);
   mlxq::cli::register_logits(app);
   mlxq::cli::register_inspect(app);
+  mlxq::cli::register_tokenize(app);
+  mlxq::cli::register_template(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 
@@ -277,6 +279,12 @@ void write_synthetic_model(const std::string& out_dir, const SyntheticOptions& o
                     {"pad_token_id", 0}, {"temperature", 1.0}, {"top_k", 64}, {"top_p", 0.95},
                     {"transformers_version", "5.5.0"}};
   writer.write_text_file("generation_config.json", gen.dump(2) + "\n");
+  if (!opt.tokenizer_json.empty()) {
+    std::ifstream in(opt.tokenizer_json, std::ios::binary);
+    check(bool(in), opt.tokenizer_json + ": cannot open tokenizer file");
+    writer.write_text_file("tokenizer.json",
+                           std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+  }
 
   // Quantized modules are computed whole on first touch and kept until all three parts are out
   // (they are adjacent in sorted order: .biases, .scales, .weight).

@@ -28,6 +28,7 @@ struct SyntheticOptions {
   quant::Spec quant{4, 64};       // MLX format: uniform bits and group size
   uint64_t max_shard_bytes = 5ull << 30;
   bool overwrite = false;
+  std::string tokenizer_json;     // copied in as tokenizer.json when set (vocab must fit)
 };
 
 // config.json of the preset, in transformers' layout (nested text_config).
