@@ -29,7 +29,11 @@ struct ChatConfig {
   std::optional<std::string> reasoning_effort;       // none | low (thinking off) | medium | high (on)
   std::optional<int> thinking_token_budget;          // force the thought channel closed after N tokens
   std::optional<std::string> tools_json;             // OpenAI-style tools array, as JSON text
+  std::vector<std::pair<int32_t, float>> logit_bias; // (token id, added to its logit)
   bool ignore_eos = false;                           // benchmarks: always generate max_new_tokens
+  // Called before each sampling step with the next-token logits (changeable in place) and the
+  // tokens generated so far in this turn; for constrained decoding and tests.
+  std::function<void(float* logits, int64_t vocab, const std::vector<int32_t>& generated)> logits_processor;
 };
 
 struct ToolCall {

@@ -55,6 +55,8 @@ ChatConfig merged(const ChatConfig& base, const ChatConfig& over) {
   merge(c.thinking_token_budget, over.thinking_token_budget);
   merge(c.tools_json, over.tools_json);
   if (!over.stop.empty()) c.stop = over.stop;
+  if (!over.logit_bias.empty()) c.logit_bias = over.logit_bias;
+  if (over.logits_processor) c.logits_processor = over.logits_processor;
   c.ignore_eos = base.ignore_eos || over.ignore_eos;
   return c;
 }
@@ -220,6 +222,7 @@ ChatResult Session::Impl::run_turn(const std::string* user_text, const ToolCall*
   base.presence_penalty = cfg.presence_penalty.value_or(0.0f);
   base.frequency_penalty = cfg.frequency_penalty.value_or(0.0f);
   base.seed = cfg.seed ? *cfg.seed : std::random_device{}();
+  base.logit_bias = cfg.logit_bias;
   text::Sampler sampler(text::resolve_sampler_config(req, gcfg, base), model->config().vocab_size);
 
   std::vector<int32_t> seen = history;  // penalty window: prompt and output so far
@@ -234,7 +237,12 @@ ChatResult Session::Impl::run_turn(const std::string* user_text, const ToolCall*
   const auto t_start = Clock::now();
   model->forward(prompt, *cache, logits.data(), false);
   std::vector<int32_t> generated;
-  int32_t token = sampler.sample(logits.data(), seen);
+  const int64_t vocab = model->config().vocab_size;
+  auto sample = [&] {
+    if (cfg.logits_processor) cfg.logits_processor(logits.data(), vocab, generated);
+    return sampler.sample(logits.data(), seen);
+  };
+  int32_t token = sample();
   const auto t_first = Clock::now();
 
   text::OutputParser parser(false);
@@ -298,7 +306,7 @@ ChatResult Session::Impl::run_turn(const std::string* user_text, const ToolCall*
     if (cfg.thinking_token_budget && in_channel && channel_tokens >= *cfg.thinking_token_budget) {
       token = text::gemma4::kChannelClose;  // budget spent: force the channel closed
     } else {
-      token = sampler.sample(logits.data(), seen);
+      token = sample();
     }
   }
   const auto t_end = Clock::now();

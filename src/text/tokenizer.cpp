@@ -17,13 +17,19 @@ namespace {
 
 constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 "▁"
 
-// Length of the UTF-8 sequence starting at s[i]; 1 for an invalid or truncated one.
+// Length of the well-formed UTF-8 sequence starting at s[i], or 1 for a byte that does not
+// start one (stray continuation bytes, overlong forms, surrogates, code points past U+10FFFF,
+// truncated sequences): such bytes are encoded one by one through byte fallback.
 size_t utf8_len(std::string_view s, size_t i) {
   const unsigned char c = static_cast<unsigned char>(s[i]);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (c < 0x80) return 1;
+  const size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
   if (n == 0 || i + n > s.size()) return 1;
   for (size_t k = 1; k < n; ++k)
     if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 1;
+  const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+  if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0) || (c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90))
+    return 1;
   return n;
 }
 
@@ -37,17 +43,9 @@ uint32_t decode_cp(std::string_view s) {
 }
 
 bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) { ++i; continue; }
+  for (size_t i = 0; i < s.size();) {
     const size_t n = utf8_len(s, i);
-    if (n == 1) return false;
-    // Reject overlong forms and surrogates, as Rust's from_utf8 does.
-    const uint32_t c1 = static_cast<unsigned char>(s[i + 1]);
-    if (n == 2 && c < 0xC2) return false;
-    if (n == 3 && ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0))) return false;
-    if (n == 4 && ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90) || c > 0xF4)) return false;
+    if (n == 1 && static_cast<unsigned char>(s[i]) >= 0x80) return false;
     i += n;
   }
   return true;

@@ -98,6 +98,14 @@ TEST(Tokenizer, InvalidUtf8AndDecodeReplacement) {
   EXPECT_TRUE(tok().is_byte_token(ids[1]));
   EXPECT_EQ(tok().decode(ids), "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_THROW(tok().decode(std::vector<int32_t>{262144}), Error);
+  // Lead bytes past U+10FFFF, overlong forms and surrogates are single bytes, never a code point
+  // (a fuzzer found 0xF6 0x96 0x96 0x96 read as a code point past the table).
+  for (const std::string& s : {std::string("\x96\x96\xf6\xf6\x96\x96\x96\xf6\xf6"), std::string("\xc0\xaf"),
+                              std::string("\xed\xa0\x80"), std::string("\xf4\x90\x80\x80")}) {
+    const auto b = tok().encode(s);
+    ASSERT_EQ(b.size(), s.size());
+    for (int32_t id : b) EXPECT_TRUE(tok().is_byte_token(id));
+  }
 }
 
 // Pushing ids one at a time yields exactly decode(all), and never half a UTF-8 character.

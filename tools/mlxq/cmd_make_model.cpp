@@ -22,7 +22,7 @@ void register_make_model(CLI::App& app) {
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("make-model", "Write a synthetic Gemma-4 checkpoint (random weights, real layout)");
   cmd->add_option("-o,--output", args->out, "Output directory")->required();
-  cmd->add_option("--preset", args->preset, "tiny | 26b-a4b")->check(CLI::IsMember({"tiny", "26b-a4b"}));
+  cmd->add_option("--preset", args->preset, "tiny | small | 26b-a4b")->check(CLI::IsMember({"tiny", "small", "26b-a4b"}));
   cmd->add_option("--layers", args->layers, "Number of layers (keeps the 5 sliding : 1 full pattern)")
       ->check(CLI::Range(int64_t(1), int64_t(1000)));
   cmd->add_option("--seed", args->seed, "Random seed");
@@ -45,13 +45,10 @@ void register_make_model(CLI::App& app) {
     opt.quant = {args->bits, args->group};
     opt.overwrite = args->force;
     opt.tokenizer_json = args->tokenizer;
-    if (opt.tokenizer_json.empty() && opt.preset == "26b-a4b") {
-      // The build derives gemma4-tokenizer.json next to the mlxq binary.
-      std::error_code ec;
-      const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-      const auto derived = exe.parent_path() / "gemma4-tokenizer.json";
-      if (!ec && std::filesystem::exists(derived)) opt.tokenizer_json = derived.string();
-      else std::fprintf(stderr, "make-model: no derived Gemma 4 tokenizer.json found; the checkpoint has none\n");
+    if (opt.tokenizer_json.empty() && opt.preset != "tiny") {
+      opt.tokenizer_json = derived_tokenizer_path();
+      if (opt.tokenizer_json.empty())
+        std::fprintf(stderr, "make-model: no derived Gemma 4 tokenizer.json found; the checkpoint has none\n");
     }
     ThreadPool pool(args->threads);
     const auto t0 = std::chrono::steady_clock::now();

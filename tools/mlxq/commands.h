@@ -10,12 +10,18 @@ void register_logits(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_tokenize(CLI::App& app);   // tokenize, derive-tokenizer
 void register_template(CLI::App& app);
+void register_run(CLI::App& app);  // run, chat
+void register_bench(CLI::App& app);
+
+// The Gemma 4 tokenizer.json the build derives next to the mlxq binary ("" if absent).
+std::string derived_tokenizer_path();
 
 // tokenizer.json of a checkpoint directory, or `file` when given.
 std::string tokenizer_path(const std::string& model_dir, const std::string& file);
 
-// The embedded default model: a tiny synthetic Gemma-4 checkpoint with random weights, created
-// on first use under the user's cache directory. Announces itself on stderr.
+// The embedded default model: a small synthetic Gemma-4 checkpoint (random weights, the real
+// tokenizer, MLX 4-bit), created on first use under the user's cache directory. Announces itself
+// in one line on stderr.
 std::string default_model_path();
 
 }  // namespace mlxq::cli

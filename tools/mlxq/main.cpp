@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "mlxq/commands.h"
 #include "model/gemma4/synthetic.h"
@@ -13,17 +14,30 @@ namespace fs = std::filesystem;
 
 namespace mlxq::cli {
 
+std::string derived_tokenizer_path() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path p = exe.parent_path() / "gemma4-tokenizer.json";
+  return !ec && fs::exists(p) ? p.string() : std::string();
+}
+
 std::string default_model_path() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
   fs::path base = xdg && *xdg ? fs::path(xdg) : fs::path(home && *home ? home : ".") / ".cache";
-  const fs::path dir = base / "mlxq" / "default-tiny-v1";
-  std::cerr << "mlxq: no -m given: using the embedded default, a tiny synthetic Gemma-4 model with "
-               "random weights (" << dir.string() << ")\n";
+  const fs::path dir = base / "mlxq" / "default-small-v1";
+  std::cerr << "mlxq: no -m given: using the embedded default, a small synthetic Gemma-4 model with random "
+               "weights and the real tokenizer (" << dir.string() << ")\n";
   if (!fs::exists(dir / "config.json")) {
     model::gemma4::SyntheticOptions opt;
-    opt.preset = "tiny";
+    opt.preset = "small";
     opt.seed = 1;
+    opt.format = model::gemma4::CheckpointFormat::MLX;
+    opt.quant = {4, 64};
+    opt.tokenizer_json = derived_tokenizer_path();
+    check(!opt.tokenizer_json.empty(),
+          "the embedded default model needs the derived gemma4-tokenizer.json next to the mlxq binary "
+          "(built by CMake from .cache/gemma3-tokenizer.json; run scripts/setup.sh, then rebuild)");
     ThreadPool pool;
     model::gemma4::write_synthetic_model(dir.string(), opt, pool);
   }
@@ -40,6 +54,8 @@ int main(int argc, char** argv) {
   mlxq::cli::register_inspect(app);
   mlxq::cli::register_tokenize(app);
   mlxq::cli::register_template(app);
+  mlxq::cli::register_run(app);
+  mlxq::cli::register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

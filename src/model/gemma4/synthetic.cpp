@@ -187,13 +187,21 @@ std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& 
 json synthetic_config(const SyntheticOptions& opt) {
   json t;
   int64_t L;
-  if (opt.preset == "tiny") {
+  if (opt.preset == "tiny" || opt.preset == "small") {
+    // tiny: the golden tiny-a shape. small: the same with the real 262144-token vocabulary, so
+    // it works with the real tokenizer (the embedded default model of the chat commands).
     L = 6;
     t = {{"hidden_size", 256}, {"num_attention_heads", 4}, {"head_dim", 64},
          {"num_key_value_heads", 2}, {"global_head_dim", 128}, {"num_global_key_value_heads", 1},
          {"intermediate_size", 512}, {"num_experts", 16}, {"top_k_experts", 4},
          {"moe_intermediate_size", 64}, {"vocab_size", 2048}, {"vocab_size_per_layer_input", 2048},
          {"sliding_window", 32}, {"max_position_embeddings", 4096}};
+    if (opt.preset == "small") {
+      t["vocab_size"] = 262144;
+      t["vocab_size_per_layer_input"] = 262144;
+      t["sliding_window"] = 128;
+      t["max_position_embeddings"] = 32768;
+    }
   } else if (opt.preset == "26b-a4b") {
     L = 30;
     t = {{"hidden_size", 2816}, {"num_attention_heads", 16}, {"head_dim", 256},
@@ -203,7 +211,7 @@ json synthetic_config(const SyntheticOptions& opt) {
          {"vocab_size_per_layer_input", 262144}, {"sliding_window", 1024},
          {"max_position_embeddings", 262144}};
   } else {
-    throw Error("make-model: unknown preset '" + opt.preset + "' (expected tiny or 26b-a4b)");
+    throw Error("make-model: unknown preset '" + opt.preset + "' (expected tiny, small or 26b-a4b)");
   }
   if (opt.layers > 0) L = opt.layers;
   json types = json::array();

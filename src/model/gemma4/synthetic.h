@@ -20,7 +20,8 @@ namespace mlxq::model::gemma4 {
 enum class CheckpointFormat { HF, MLX };
 
 struct SyntheticOptions {
-  std::string preset = "tiny";    // "tiny" (the golden tiny-a shape) or "26b-a4b" (the real one)
+  std::string preset = "tiny";    // "tiny" (the golden tiny-a shape), "small" (tiny with the real
+                                  // 262144 vocabulary) or "26b-a4b" (the real shape)
   int64_t layers = 0;             // 0: the preset's depth; else keeps 5 sliding : 1 full
   uint64_t seed = 0;
   DType dtype = DType::BF16;      // BF16 or F32 for dense tensors (and scales/biases)
