@@ -450,15 +450,19 @@ bool contains(const Json& v, std::string_view needle, const std::string& where) 
 std::vector<std::pair<const std::string*, const Json*>> dictsort(const Json& mapping) {
   struct Item {
     std::string folded;
+    size_t order;  // insertion order breaks ties, as Python's stable sort does
     const std::string* key;
     const Json* value;
   };
   std::vector<Item> items;
   items.reserve(mapping.size());
-  for (const auto& kv : mapping.items()) items.push_back({lower(kv.key()), &kv.key(), &kv.value()});
-  // Byte order of UTF-8 is code-point order, which is how Python compares str.
-  std::stable_sort(items.begin(), items.end(),
-                   [](const Item& a, const Item& b) { return a.folded < b.folded; });
+  for (const auto& kv : mapping.items()) items.push_back({lower(kv.key()), items.size(), &kv.key(), &kv.value()});
+  // Byte order of UTF-8 is code-point order, which is how Python compares str. (std::sort with an
+  // explicit tie-break rather than std::stable_sort, whose temporary buffer trips ASan's
+  // alloc-dealloc check with clang 14 + libstdc++ 12.)
+  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    return a.folded != b.folded ? a.folded < b.folded : a.order < b.order;
+  });
   std::vector<std::pair<const std::string*, const Json*>> out;
   out.reserve(items.size());
   for (const Item& it : items) out.emplace_back(it.key, it.value);
