@@ -13,7 +13,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    auto session = mlxq::load_session(argv[1], {}, {.system = "You are a helpful assistant. Be concise."});
+    mlxq::SessionOptions options;
+    options.system = "You are a helpful assistant. Be concise.";
+    auto session = mlxq::load_session(argv[1], {}, options);
     mlxq::ChatConfig config;
     config.max_new_tokens = 256;
     config.temperature = 0.6f;
