@@ -125,6 +125,9 @@ struct Session::Impl {
 
   ChatResult run_turn(const std::string* user_text, const ToolCall* answered, const std::string& tool_content,
                       const ChatConfig& call_config, const EventCallback& on_event);
+  ChatResult run_turn_locked(const std::string* user_text, const ToolCall* answered,
+                             const std::string& tool_content, const ChatConfig& call_config,
+                             const EventCallback& on_event);
   void clear_cache() {
     cache->reset();
     history.clear();
@@ -161,6 +164,17 @@ ChatResult Session::Impl::run_turn(const std::string* user_text, const ToolCall*
   check(busy.compare_exchange_strong(expected, true), "session: another send is in flight");
   struct Release { std::atomic<bool>& b; ~Release() { b = false; } } release{busy};
   cancel = false;
+  try {
+    return run_turn_locked(user_text, answered, tool_content, call_config, on_event);
+  } catch (...) {
+    cache_valid = false;  // the cache may hold part of the failed turn: the next turn re-prefills
+    throw;
+  }
+}
+
+ChatResult Session::Impl::run_turn_locked(const std::string* user_text, const ToolCall* answered,
+                                          const std::string& tool_content, const ChatConfig& call_config,
+                                          const EventCallback& on_event) {
 
   const ChatConfig cfg = merged(opt.default_config, call_config);
   const bool thinking = thinking_for(cfg.reasoning_effort);
@@ -249,7 +263,7 @@ ChatResult Session::Impl::run_turn(const std::string* user_text, const ToolCall*
   text::Detokenizer detok(*tok);
   StopFilter stops(cfg.stop);
   std::vector<text::ParseEvent> events;
-  bool stop_hit = false, in_channel = false, forwarded_last = false;
+  bool stop_hit = false, in_channel = false;
   int channel_tokens = 0;
   int32_t stop_token = -1;
   FinishReason finish = FinishReason::Stop;
@@ -357,9 +371,7 @@ ChatResult Session::Impl::run_turn(const std::string* user_text, const ToolCall*
     if (stop_token < 0 && cache->pos() < load.max_context) {
       model->forward(std::span(&generated.back(), 1), *cache, logits.data(), false);
       history.push_back(generated.back());
-      forwarded_last = true;
     }
-    (void)forwarded_last;
     // After a stop string or length exit the template's next delta starts with <turn|>, which
     // stands for the unfinished model turn's close: the conversation stays consistent.
     messages.push_back(turn_msg);
@@ -396,12 +408,7 @@ ChatResult Session::send(const std::string& text, const ChatConfig& config) {
 
 ChatResult Session::send_stream(const std::string& text, const ChatConfig& config, const EventCallback& on_event) {
   check(impl_->pending.empty(), "session: answer the pending tool call with send_tool_result first");
-  try {
-    return impl_->run_turn(&text, nullptr, "", config, on_event);
-  } catch (...) {
-    if (!impl_->busy) impl_->cache_valid = false;
-    throw;
-  }
+  return impl_->run_turn(&text, nullptr, "", config, on_event);
 }
 
 ChatResult Session::send_tool_result(const std::string& call_id, const std::string& content, const ChatConfig& config) {
@@ -419,7 +426,7 @@ ChatResult Session::send_tool_result_stream(const std::string& call_id, const st
   try {
     return impl_->run_turn(nullptr, &call, content, config, on_event);
   } catch (...) {
-    if (!impl_->busy) impl_->cache_valid = false;
+    impl_->pending = {call};  // still unanswered
     throw;
   }
 }
