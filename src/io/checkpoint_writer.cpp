@@ -126,11 +126,16 @@ int CheckpointWriter::write_tensors(std::vector<TensorSpec> specs, const ShardOp
       header["__metadata__"] = md;
     }
     uint64_t off = 0;
+    // MLX writes each entry's keys sorted (data_offsets, dtype, shape); torch's safetensors
+    // writes dtype, shape, data_offsets. Readers accept both; writing the same bytes as the
+    // reference keeps converted headers comparable.
+    const bool mlx_order = opt.metadata.count("format") && opt.metadata.at("format") == "mlx";
     for (const TensorSpec* s : shards[si]) {
       ordered_json e = ordered_json::object();
+      if (mlx_order) e["data_offsets"] = {off, off + s->nbytes()};
       e["dtype"] = dtype_name(s->dtype);
       e["shape"] = s->shape;
-      e["data_offsets"] = {off, off + s->nbytes()};
+      if (!mlx_order) e["data_offsets"] = {off, off + s->nbytes()};
       header[s->name] = e;
       off += s->nbytes();
       weight_map[s->name] = fname;

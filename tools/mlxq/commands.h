@@ -12,6 +12,7 @@ void register_tokenize(CLI::App& app);   // tokenize, derive-tokenizer
 void register_template(CLI::App& app);
 void register_run(CLI::App& app);  // run, chat
 void register_bench(CLI::App& app);
+void register_convert(CLI::App& app);
 
 // The Gemma 4 tokenizer.json the build derives next to the mlxq binary ("" if absent).
 std::string derived_tokenizer_path();

@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   mlxq::cli::register_template(app);
   mlxq::cli::register_run(app);
   mlxq::cli::register_bench(app);
+  mlxq::cli::register_convert(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
