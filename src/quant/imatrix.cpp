@@ -9,6 +9,7 @@
 #include <set>
 #include <utility>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/checkpoint_writer.h"
@@ -76,8 +77,6 @@ class Cursor {
   std::string what_;
 };
 
-uint32_t load_u32_le(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
-
 // Skips one value of type `t` (arrays recursively), checking sizes before looping.
 void skip_value(Cursor& c, uint32_t t, const std::string& key, int depth) {
   if (size_t s = fixed_size(t)) { c.take(s, "a metadata value"); return; }
@@ -124,7 +123,7 @@ struct TensorInfo {
 // Copies `n` f32 values from unaligned `p`, rejecting what a sum of squares / count cannot be.
 std::vector<float> load_values(const uint8_t* p, uint64_t n, bool allow_negative, const Cursor& c,
                                const std::string& tensor, uint64_t first_index) {
-  std::vector<float> v(size_t(n));
+  std::vector<float> v(static_cast<size_t>(n));
   if (n) std::memcpy(v.data(), p, size_t(n) * 4);
   for (size_t i = 0; i < v.size(); ++i)
     if (!std::isfinite(v[i]) || (!allow_negative && v[i] < 0))
@@ -184,7 +183,7 @@ Imatrix read_gguf(const uint8_t* data, size_t size, const std::string& path) {
     }
   }
 
-  std::vector<TensorInfo> infos(size_t(n_tensors));
+  std::vector<TensorInfo> infos(static_cast<size_t>(n_tensors));
   std::map<std::string, size_t> by_name;
   const uint64_t max_numel = size / 4;
   for (auto& ti : infos) {
@@ -308,7 +307,7 @@ uint64_t padded(uint64_t n) { return (n + kDefaultAlignment - 1) / kDefaultAlign
 
 Imatrix read_imatrix(const std::string& path) {
   MappedFile f(path);
-  if (f.size() >= 4 && load_u32_le(f.data()) == kGgufMagic) return read_gguf(f.data(), f.size(), path);
+  if (f.size() >= 4 && load_u32(f.data()) == kGgufMagic) return read_gguf(f.data(), f.size(), path);
   if (f.size() < 4) throw Error(path + ": not an imatrix file (" + std::to_string(f.size()) + " bytes)");
   return read_dat(f.data(), f.size(), path);
 }

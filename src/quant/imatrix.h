@@ -47,9 +47,9 @@ void write_imatrix_gguf(const std::string& path, const Imatrix& m);
 // router.proj, experts.gate_up (every tensor reading the experts' input: GGUF ffn_gate_up_exps,
 // ffn_gate_exps, ffn_up_exps, HF experts.gate_up_proj, MLX experts.switch_glu.{gate,up}_proj),
 // experts.down, and the three norms AWQ folds into (input_layernorm, pre_feedforward_layernorm,
-// pre_feedforward_layernorm_2, checkpoint names only). Outside the layers: "embed_tokens"
-// (token_embd, embed_tokens) and "lm_head" (output, lm_head). A trailing ".weight" is optional.
-// Unknown names return "".
+// pre_feedforward_layernorm_2; in GGUF attn_norm, ffn_norm, pre_ffw_norm_2). Outside the layers:
+// "embed_tokens" (token_embd, embed_tokens) and "lm_head" (output, lm_head). A trailing ".weight"
+// is optional; checkpoint prefixes are stripped as sanitize does (§3.4). Unknown names give "".
 std::string canonical_key(std::string_view name);
 
 struct Importance {

@@ -167,3 +167,33 @@ TEST(Convert, RefusalsAndBf16Output) {
 
 }  // namespace
 }  // namespace mlxq::quant
+
+namespace mlxq::quant {
+namespace {
+
+// Two independent paths to the same checkpoint: make-model quantizing with the recipe as it
+// generates, and make-model HF followed by convert.
+TEST(Convert, MakeModelRecipeEqualsConvertOfTheSameModel) {
+  test::TempDir d;
+  ThreadPool pool(2);
+  model::gemma4::SyntheticOptions so;
+  so.seed = 9;
+  model::gemma4::write_synthetic_model(d / "hf", so, pool);
+  so.format = model::gemma4::CheckpointFormat::MLX;
+  so.recipe = "unsloth";
+  so.quant = {3, 64};
+  model::gemma4::write_synthetic_model(d / "direct", so, pool);
+  ConvertOptions o;
+  o.input = d / "hf";
+  o.output = d / "converted";
+  o.quantize = true;
+  o.recipe = "unsloth";
+  convert_checkpoint(o, pool);
+  EXPECT_EQ(test::read_file(d / "direct/model.safetensors"), test::read_file(d / "converted/model.safetensors"));
+  const auto a = io::read_json_file(d / "direct/config.json"), b = io::read_json_file(d / "converted/config.json");
+  EXPECT_EQ(a["quantization"], b["quantization"]);
+  EXPECT_EQ(a["quantization"].size(), 3u + 36u);
+}
+
+}  // namespace
+}  // namespace mlxq::quant

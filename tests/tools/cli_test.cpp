@@ -1,10 +1,13 @@
 // The mlxq binary as a user meets it: make-model, logits (.npy and text, chunk/decode), inspect,
 // and one-line errors with a non-zero exit for corrupt inputs.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -109,6 +112,41 @@ TEST(Cli, TokenizeAndTemplate) {
   r = run("template --messages " + d / "bad.json", d.str());
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.err.rfind("mlxq: error: ", 0), 0u) << r.err;
+}
+
+// SIGKILL at any moment of a conversion leaves nothing at the output path.
+TEST(Cli, KilledConvertLeavesNoOutput) {
+  test::TempDir d;
+  Result r = run("make-model -q -o " + d / "in" + " --preset small --tokenizer /dev/null", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Time an uninterrupted run, then kill others at fractions of it.
+  const auto t0 = std::chrono::steady_clock::now();
+  r = run("convert -i " + d / "in" + " -o " + d / "done" + " -q --q-bits 4", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(d / "done/model.safetensors.index.json"));
+  const double full_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  int killed = 0;
+  for (double frac : {0.05, 0.2, 0.4, 0.6, 0.8}) {
+    const int ms = int(frac * full_ms);
+    const std::string out = d / ("out" + std::to_string(ms));
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl(MLXQ_BIN, "mlxq", "convert", "-i", (d / "in").c_str(), "-o", out.c_str(), "-q", "--q-bits", "4",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    usleep(useconds_t(ms) * 1000);
+    kill(pid, SIGKILL);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (WIFSIGNALED(st)) {
+      ++killed;
+      EXPECT_FALSE(fs::exists(out)) << "killed after " << ms << " ms";
+    } else {  // it finished first: then the output is complete
+      EXPECT_TRUE(fs::exists(out + "/model.safetensors.index.json"));
+    }
+  }
+  EXPECT_GE(killed, 3);
 }
 
 TEST(Cli, CorruptInputsGiveOneLineErrors) {

@@ -13,10 +13,10 @@ namespace mlxq::cli {
 
 void register_make_model(CLI::App& app) {
   struct Args {
-    std::string out, preset = "tiny", dtype = "bf16", format = "hf", tokenizer;
+    std::string out, preset = "tiny", dtype = "bf16", format = "hf", tokenizer, recipe, o_proj = "bf16";
     int64_t layers = 0;
     uint64_t seed = 0;
-    int bits = 4, group = 64, threads = 0;
+    int bits = -1, group = 64, threads = 0;
     bool force = false, quiet = false;
   };
   auto args = std::make_shared<Args>();
@@ -28,9 +28,11 @@ void register_make_model(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Random seed");
   cmd->add_option("--dtype", args->dtype, "bf16 | f32")->check(CLI::IsMember({"bf16", "f32"}));
   cmd->add_option("--format", args->format, "hf | mlx")->check(CLI::IsMember({"hf", "mlx"}));
-  cmd->add_option("--q-bits", args->bits, "MLX format: bits (2,3,4,5,6,8)")->check(CLI::IsMember({2, 3, 4, 5, 6, 8}));
+  cmd->add_option("--q-bits", args->bits, "MLX format: bits (2,3,4,5,6,8; default 4, or 3 with --q-recipe unsloth)")->check(CLI::IsMember({2, 3, 4, 5, 6, 8}));
   cmd->add_option("--q-group-size", args->group, "MLX format: group size (32,64,128)")->check(CLI::IsMember({32, 64, 128}));
   cmd->add_option("-t,--threads", args->threads, "Threads (0: all cores)");
+  cmd->add_option("--q-recipe", args->recipe, "MLX format: quantize with a recipe as it generates (unsloth, mixed_*)");
+  cmd->add_option("--o-proj", args->o_proj, "unsloth recipe: o_proj bf16 or 8")->check(CLI::IsMember({"bf16", "8"}));
   cmd->add_option("--tokenizer", args->tokenizer,
                   "tokenizer.json to include (default for 262144-token presets: the build's derived Gemma 4 one)");
   cmd->add_flag("--force", args->force, "Overwrite an existing output directory");
@@ -42,7 +44,10 @@ void register_make_model(CLI::App& app) {
     opt.seed = args->seed;
     opt.dtype = args->dtype == "f32" ? DType::F32 : DType::BF16;
     opt.format = args->format == "mlx" ? model::gemma4::CheckpointFormat::MLX : model::gemma4::CheckpointFormat::HF;
-    opt.quant = {args->bits, args->group};
+    opt.quant = {args->bits > 0 ? args->bits : (args->recipe == "unsloth" ? 3 : 4), args->group};
+    opt.recipe = args->recipe;
+    opt.o_proj_bf16 = args->o_proj == "bf16";
+    check(opt.recipe.empty() || opt.format == model::gemma4::CheckpointFormat::MLX, "make-model: --q-recipe needs --format mlx");
     opt.overwrite = args->force;
     opt.tokenizer_json = args->tokenizer;
     if (opt.tokenizer_json.empty() && opt.preset != "tiny") {

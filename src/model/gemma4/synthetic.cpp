@@ -13,10 +13,13 @@
 
 #include "core/error.h"
 #include "model/gemma4/config.h"
+#include "quant/recipe.h"
 
 using nlohmann::json;
 
 namespace mlxq::model::gemma4 {
+
+json base_config(const SyntheticOptions& opt);  // config.json without the quantization blocks
 
 namespace {
 
@@ -81,6 +84,7 @@ struct Piece {
   int64_t row0 = 0, rows = 0;  // rows of each expert taken from the source
   Part part = Part::Dense;
   std::string module;          // quantized pieces share it
+  quant::Spec q;               // quantized pieces: bits and group size
 };
 
 uint64_t splitmix(uint64_t& x) {
@@ -125,9 +129,9 @@ void store(DType dt, const float* in, int64_t n, uint8_t* out) {
   for (int64_t i = 0; i < n; ++i) o[i] = dt == DType::BF16 ? f32_to_bf16(in[i]) : f32_to_f16(in[i]);
 }
 
-Gemma4Config parsed(const SyntheticOptions& opt) { return parse_config(synthetic_config(opt), "config.json"); }
+Gemma4Config parsed(const SyntheticOptions& opt) { return parse_config(base_config(opt), "config.json"); }
 
-std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& srcs) {
+std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& srcs, int64_t num_layers) {
   const bool mlx = opt.format == CheckpointFormat::MLX;
   const std::string root = mlx ? "language_model.model." : "model.language_model.";
   std::vector<Piece> out;
@@ -154,8 +158,19 @@ std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& 
         v.push_back(cols);
         return v;
       };
-      const bool quantize = mlx && !s.is_vector && name.ends_with(".weight") &&
-                            s.cols % opt.quant.group_size == 0;
+      std::optional<quant::Spec> qs;
+      if (mlx && opt.recipe.empty()) {
+        if (!s.is_vector && name.ends_with(".weight") && s.cols % opt.quant.group_size == 0) qs = opt.quant;
+      } else if (mlx) {
+        quant::RecipeOptions ro;
+        ro.kind = quant::parse_recipe(opt.recipe);
+        ro.bits = opt.quant.bits;
+        ro.group_size = opt.quant.group_size;
+        ro.o_proj_bf16 = opt.o_proj_bf16;
+        ro.num_layers = num_layers;
+        qs = quant::choose_spec(root + name, shape(s.cols), ro, {});
+      }
+      const bool quantize = qs.has_value();
       Piece p;
       p.src = &s;
       p.row0 = range.first;
@@ -167,14 +182,15 @@ std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& 
       }
       const std::string module = root + name.substr(0, name.size() - 7);  // minus ".weight"
       p.module = module;
+      p.q = *qs;
       p.part = Part::Words;
-      p.spec = {module + ".weight", DType::U32, shape(s.cols * opt.quant.bits / 32)};
+      p.spec = {module + ".weight", DType::U32, shape(s.cols * qs->bits / 32)};
       out.push_back(p);
       p.part = Part::Scales;
-      p.spec = {module + ".scales", opt.dtype, shape(s.cols / opt.quant.group_size)};
+      p.spec = {module + ".scales", opt.dtype, shape(s.cols / qs->group_size)};
       out.push_back(p);
       p.part = Part::Biases;
-      p.spec = {module + ".biases", opt.dtype, shape(s.cols / opt.quant.group_size)};
+      p.spec = {module + ".biases", opt.dtype, shape(s.cols / qs->group_size)};
       out.push_back(p);
     }
   }
@@ -184,7 +200,7 @@ std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& 
 
 }  // namespace
 
-json synthetic_config(const SyntheticOptions& opt) {
+json base_config(const SyntheticOptions& opt) {
   json t;
   int64_t L;
   if (opt.preset == "tiny" || opt.preset == "small") {
@@ -249,8 +265,18 @@ json synthetic_config(const SyntheticOptions& opt) {
             {"text_config", t},
             {"tie_word_embeddings", true},
             {"transformers_version", "5.5.0"}};
+  return c;
+}
+
+json synthetic_config(const SyntheticOptions& opt) {
+  json c = base_config(opt);
   if (opt.format == CheckpointFormat::MLX) {
-    const json q = {{"bits", opt.quant.bits}, {"group_size", opt.quant.group_size}, {"mode", "affine"}};
+    // The default triple plus a sparse override per module whose spec differs (§3.2).
+    json q = {{"bits", opt.quant.bits}, {"group_size", opt.quant.group_size}, {"mode", "affine"}};
+    const Gemma4Config cfg = parse_config(c, "config.json");
+    for (const Piece& p : plan(opt, sources(cfg), cfg.num_hidden_layers))
+      if (p.part == Part::Words && !(p.q == opt.quant))
+        q[p.module] = {{"bits", p.q.bits}, {"group_size", p.q.group_size}, {"mode", "affine"}};
     c["quantization"] = q;
     c["quantization_config"] = q;
   }
@@ -261,7 +287,7 @@ std::vector<io::TensorSpec> synthetic_tensor_plan(const SyntheticOptions& opt) {
   const Gemma4Config cfg = parsed(opt);
   const auto srcs = sources(cfg);
   std::vector<io::TensorSpec> out;
-  for (const Piece& p : plan(opt, srcs)) out.push_back(p.spec);
+  for (const Piece& p : plan(opt, srcs, cfg.num_hidden_layers)) out.push_back(p.spec);
   return out;
 }
 
@@ -272,7 +298,7 @@ void write_synthetic_model(const std::string& out_dir, const SyntheticOptions& o
   check(quant::valid_group_size(opt.quant.group_size), "make-model: --q-group-size must be 32, 64 or 128");
   const Gemma4Config cfg = parsed(opt);
   const auto srcs = sources(cfg);
-  const std::vector<Piece> pieces = plan(opt, srcs);
+  const std::vector<Piece> pieces = plan(opt, srcs, cfg.num_hidden_layers);
   std::map<std::string, const Piece*> by_name;
   std::vector<io::TensorSpec> specs;
   for (const Piece& p : pieces) {
@@ -328,7 +354,7 @@ void write_synthetic_model(const std::string& out_dir, const SyntheticOptions& o
       auto& q = cache[p.module];
       if (!q) {
         q = std::make_unique<Quantized>();
-        const quant::Spec qs = opt.quant;
+        const quant::Spec qs = p.q;
         const int64_t wpr = s.cols * qs.bits / 32, gpr = s.cols / qs.group_size;
         const size_t esz = dtype_size(opt.dtype);
         q->words.resize(size_t(total_rows * wpr) * 4);

@@ -26,7 +26,9 @@ struct SyntheticOptions {
   uint64_t seed = 0;
   DType dtype = DType::BF16;      // BF16 or F32 for dense tensors (and scales/biases)
   CheckpointFormat format = CheckpointFormat::HF;
-  quant::Spec quant{4, 64};       // MLX format: uniform bits and group size
+  quant::Spec quant{4, 64};       // MLX format: bits and group size (uniform without a recipe)
+  std::string recipe;             // MLX format: "", unsloth, mixed_2_6, ... (as convert's --q-recipe)
+  bool o_proj_bf16 = true;        // unsloth recipe: o_proj bf16 (card) or 8-bit
   uint64_t max_shard_bytes = 5ull << 30;
   bool overwrite = false;
   std::string tokenizer_json;     // copied in as tokenizer.json when set (vocab must fit)
