@@ -2,6 +2,8 @@
 #include "quant/convert.h"
 
 #include <algorithm>
+#include <cmath>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -13,6 +15,9 @@
 #include "io/checkpoint_writer.h"
 #include "io/json_fields.h"
 #include "io/safetensors.h"
+#include "model/gemma4/config.h"
+#include "quant/awq.h"
+#include "quant/imatrix.h"
 #include "quant/recipe.h"
 
 namespace fs = std::filesystem;
@@ -66,6 +71,10 @@ struct Piece {
   Part part = Part::Dense;
   std::string module;
   Spec q;
+  // AWQ (§6.4): input columns times col[j], output rows times row[i], or a norm divided by norm[j].
+  const std::vector<float>* col = nullptr;
+  const std::vector<float>* row = nullptr;
+  const std::vector<float>* norm = nullptr;
 };
 
 std::string override_key(const std::string& module) {
@@ -87,6 +96,137 @@ void store(DType dt, const float* in, int64_t n, uint8_t* out) {
   }
 }
 
+
+// AWQ with the reference's fixed ratio (s = imp^0.5) can make the importance-weighted error worse
+// (one dominant channel stretches its groups' range for all the others). So, when quantizing, each
+// fold group's exponent is chosen per group from {0.1, ..., 1.0} (s_alpha = s_0.5^(2 alpha),
+// already normalised) by the importance-weighted reconstruction error of its own tensors on up to
+// 256 sampled rows each, keeping only exponents that lower the error of every tensor in the group;
+// a group no exponent improves is left unscaled. Returns the groups' report lines.
+struct FoldGroup {
+  std::string norm;                 // norm_divide key ("" for group B)
+  std::vector<std::string> columns; // canonical modules whose columns are scaled
+  std::string rows;                 // canonical module whose rows take 1/s (group B: up_proj)
+  std::string scale_key;            // where the s_0.5 vector lives in column_scale
+};
+
+double group_error(const io::TensorInfo& t, const std::vector<float>& s, const std::vector<float>& imp, Spec spec,
+                   Rounding rounding) {
+  const int64_t cols = t.shape.back();
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < t.shape.size(); ++i) rows *= t.shape[i];
+  const int64_t samples = std::min<int64_t>(rows, 256), gpr = cols / spec.group_size;
+  std::vector<float> w(static_cast<size_t>(cols)), ws(static_cast<size_t>(cols)), deq(static_cast<size_t>(cols));
+  std::vector<float> sc(static_cast<size_t>(gpr)), bi(static_cast<size_t>(gpr));
+  std::vector<uint32_t> words(static_cast<size_t>(cols * spec.bits / 32));
+  double err = 0;
+  for (int64_t k = 0; k < samples; ++k) {
+    const int64_t r = k * rows / samples;
+    const size_t esz = dtype_size(t.dtype);
+    for (int64_t j = 0; j < cols; ++j) {
+      w[size_t(j)] = load_scalar(t.data + size_t(r * cols) * esz, t.dtype, j);
+      ws[size_t(j)] = round_bf16(w[size_t(j)] * s[size_t(j)]);
+    }
+    quantize_row(ws.data(), cols, spec, rounding, words.data(), sc.data(), bi.data());
+    for (auto& v : sc) v = round_bf16(v);
+    for (auto& v : bi) v = round_bf16(v);
+    dequantize_row_f32(words.data(), sc.data(), bi.data(), DType::F32, cols, spec, deq.data());
+    for (int64_t j = 0; j < cols; ++j) {
+      const double d = double(deq[size_t(j)]) / double(s[size_t(j)]) - double(w[size_t(j)]);
+      err += double(imp[size_t(j)]) * d * d;
+    }
+  }
+  return err;
+}
+
+std::vector<std::string> tune_awq(AwqPlan& plan, const io::Checkpoint& in, const RecipeOptions& ro,
+                                  const std::vector<Override>& overrides, Rounding rounding, bool tied) {
+  // Source tensor and quantization spec of each canonical module.
+  std::map<std::string, std::pair<const io::TensorInfo*, std::optional<Spec>>> src;
+  std::vector<std::string> names;
+  for (const auto& [name, t] : in.tensors()) {
+    const std::string key = canonical_key(name);
+    if (key.empty() || !sanitize_name(name, tied, &names) || names.empty()) continue;
+    auto shape = t->shape;
+    if (names.size() == 2) shape[shape.size() - 2] /= 2;
+    src[key] = {t, choose_spec(names[0], shape, ro, overrides)};
+  }
+  std::vector<FoldGroup> groups;
+  for (const auto& [norm, sv] : plan.norm_divide) {
+    const std::string layer = norm.substr(0, norm.rfind('.') + 1);
+    FoldGroup g;
+    g.norm = norm;
+    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj",
+                          "experts.gate_up"}) {
+      const bool mine = (norm.ends_with("input_layernorm") && std::string(m).rfind("self_attn", 0) == 0) ||
+                        (norm.ends_with("pre_feedforward_layernorm") && std::string(m).rfind("mlp", 0) == 0) ||
+                        (norm.ends_with("pre_feedforward_layernorm_2") && std::string(m) == "experts.gate_up");
+      if (mine && plan.column_scale.count(layer + m)) g.columns.push_back(layer + m);
+    }
+    if (!g.columns.empty()) groups.push_back(g);
+  }
+  for (const auto& [key, sv] : plan.column_scale) {
+    if (!key.ends_with("mlp.down_proj")) continue;
+    FoldGroup g;
+    g.columns = {key};
+    g.rows = key.substr(0, key.size() - std::string("down_proj").size()) + "up_proj";
+    groups.push_back(g);
+  }
+  std::vector<std::string> report;
+  for (const FoldGroup& g : groups) {
+    const std::vector<float> s05 = plan.column_scale.at(g.columns[0]);
+    std::vector<float> imp(s05.size());
+    for (size_t j = 0; j < s05.size(); ++j) imp[j] = s05[j] * s05[j];  // proportional to the importance
+    std::vector<double> base;
+    bool usable = true;
+    for (const auto& m : g.columns) {
+      auto it = src.find(m);
+      if (it == src.end() || !it->second.second) { usable = false; break; }
+      base.push_back(group_error(*it->second.first, std::vector<float>(s05.size(), 1.0f), imp, *it->second.second, rounding));
+    }
+    double best_total = 0;
+    float best_alpha = 0;
+    if (usable) {
+      for (int a10 = 1; a10 <= 10; ++a10) {
+        const float alpha = float(a10) / 10.0f;
+        std::vector<float> sa(s05.size());
+        for (size_t j = 0; j < s05.size(); ++j) sa[j] = std::pow(s05[j], 2.0f * alpha);
+        double total = 0;
+        bool all_better = true;
+        for (size_t k = 0; k < g.columns.size(); ++k) {
+          const auto& sp = src.at(g.columns[k]);
+          const double e = group_error(*sp.first, sa, imp, *sp.second, rounding);
+          all_better = all_better && e < base[k];
+          total += e - base[k];
+        }
+        if (all_better && total < best_total) best_total = total, best_alpha = alpha;
+      }
+    }
+    const std::string what = g.norm.empty() ? g.columns[0] + " (rows of " + g.rows + ")" : g.norm;
+    if (best_alpha == 0) {  // no exponent helps every tensor: leave the group unscaled
+      for (const auto& m : g.columns) plan.column_scale.erase(m);
+      if (!g.norm.empty()) plan.norm_divide.erase(g.norm);
+      if (!g.rows.empty()) plan.row_scale.erase(g.rows);
+      plan.modified -= int(g.columns.size()) + 1;
+      report.push_back("AWQ group " + what + ": left unscaled (no exponent lowers every tensor's error)");
+      continue;
+    }
+    std::vector<float> sa(s05.size());
+    for (size_t j = 0; j < s05.size(); ++j) sa[j] = std::pow(s05[j], 2.0f * best_alpha);
+    for (const auto& m : g.columns) plan.column_scale[m] = sa;
+    if (!g.norm.empty()) plan.norm_divide[g.norm] = sa;
+    if (!g.rows.empty()) {
+      std::vector<float> inv(sa.size());
+      for (size_t j = 0; j < sa.size(); ++j) inv[j] = 1.0f / sa[j];
+      plan.row_scale[g.rows] = inv;
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.1f", best_alpha);
+    report.push_back("AWQ group " + what + ": exponent " + buf + " (" + std::to_string(g.columns.size()) +
+                     " tensor(s), weighted error lower for each)");
+  }
+  return report;
+}
 }  // namespace
 
 ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
@@ -119,11 +259,37 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
   if (tc.contains("num_hidden_layers") && tc["num_hidden_layers"].is_number_integer()) layers = tc["num_hidden_layers"];
   ro.num_layers = layers;
 
+  ConvertStats st;
+  // AWQ: scales planned from the importances before any tensor is read.
+  AwqPlan awq;
+  const bool use_awq = !opt.imatrix_path.empty() && opt.awq;
+  if (use_awq) {
+    const Imatrix im = read_imatrix(opt.imatrix_path);
+    const auto imp = importance_by_canonical(im);
+    awq = plan_awq(imp, model::gemma4::load_config(in.dir()), opt.awq_experts);
+    check(awq.modified > 0, opt.imatrix_path + ": the imatrix (" + std::to_string(im.entries.size()) +
+                                " entries) matches no tensor of " + in.dir() + ": AWQ would change nothing");
+    if (opt.quantize) {
+      const auto tuned = tune_awq(awq, in, ro, overrides, opt.rounding, tied);
+      awq.report.insert(awq.report.end(), tuned.begin(), tuned.end());
+    }
+    check(awq.modified > 0, opt.imatrix_path + ": AWQ would not lower the quantization error of any tensor group");
+    st.awq_modified = size_t(awq.modified);
+    if (opt.awq_report) *opt.awq_report = awq.report;
+  }
+  auto awq_of = [&](const std::string& name, Piece& p) {
+    if (!use_awq) return;
+    const std::string key = canonical_key(name);
+    if (key.empty()) return;
+    if (auto it = awq.column_scale.find(key); it != awq.column_scale.end()) p.col = &it->second;
+    if (auto it = awq.row_scale.find(key); it != awq.row_scale.end()) p.row = &it->second;
+    if (auto it = awq.norm_divide.find(key); it != awq.norm_divide.end()) p.norm = &it->second;
+  };
+
   // Plan every output tensor.
   std::vector<Piece> pieces;
   std::map<std::string, std::pair<Spec, bool>> module_specs;  // module -> spec (quantized only)
   std::vector<std::string> names;
-  ConvertStats st;
   for (const auto& [name, t] : in.tensors()) {
     if (!sanitize_name(name, tied, &names)) continue;
     check(is_float(t->dtype), *t->file + ": tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
@@ -136,6 +302,7 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
     for (size_t i = 0; i + 2 < sh.size(); ++i) slices *= sh[i];
     for (size_t k = 0; k < names.size(); ++k) {
       Piece p;
+      awq_of(name, p);
       p.src = t;
       p.cols = cols;
       p.slices = slices;
@@ -227,7 +394,22 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
     const int64_t slice = r / p.rows, row = p.row0 + r % p.rows;
     const size_t esz = dtype_size(p.src->dtype);
     const uint8_t* src = p.src->data + (size_t(slice * p.src_rows + row) * size_t(p.cols)) * esz;
-    for (int64_t j = 0; j < p.cols; ++j) out[j] = round_to(odt, load_scalar(src, p.src->dtype, j));
+    for (int64_t j = 0; j < p.cols; ++j) out[j] = load_scalar(src, p.src->dtype, j);
+    // AWQ folds: each product computed in f32 from the stored weight and rounded once to the
+    // output dtype (bf16 as the spec says; an f32 output keeps the f32 product, an exact fold up
+    // to f32 rounding).
+    if (odt == DType::F32) {
+      const float rs = p.row ? (*p.row)[size_t(row)] : 1.0f;
+      for (int64_t j = 0; j < p.cols; ++j) {
+        if (p.norm) out[j] = out[j] / (*p.norm)[size_t(j)];
+        else if (p.col || p.row) out[j] = out[j] * (p.col ? (*p.col)[size_t(j)] : 1.0f) * rs;
+      }
+    } else if (p.norm) {
+      for (int64_t j = 0; j < p.cols; ++j) out[j] = awq_norm(out[j], (*p.norm)[size_t(j)]);
+    } else if (p.col || p.row) {
+      awq_scale_row(out, p.cols, p.col, p.row ? (*p.row)[size_t(row)] : 1.0f);
+    }
+    for (int64_t j = 0; j < p.cols; ++j) out[j] = round_to(odt, out[j]);
   };
 
   io::ShardOptions so;

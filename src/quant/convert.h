@@ -26,10 +26,14 @@ struct ConvertOptions {
   Rounding rounding = Rounding::Cpu;  // --quant-rounding
   bool force = false;
   uint64_t max_shard_bytes = 5ull << 30;
+  std::string imatrix_path;       // --imatrix-path: AWQ pre-scaling from these importances
+  bool awq = true;                // --no-awq turns it off
+  bool awq_experts = true;        // also fold the experts' gate/up scale into pre_feedforward_layernorm_2
+  std::vector<std::string>* awq_report = nullptr;  // receives one line per scaled tensor
 };
 
 struct ConvertStats {
-  size_t tensors = 0, quantized = 0, overrides = 0, shards = 0;
+  size_t tensors = 0, quantized = 0, overrides = 0, shards = 0, awq_modified = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
 };
 

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/npy.h"
+#include "quant/imatrix.h"
 #include "test_util.h"
 
 namespace mlxq {
@@ -147,6 +148,35 @@ TEST(Cli, KilledConvertLeavesNoOutput) {
     }
   }
   EXPECT_GE(killed, 3);
+}
+
+// `mlxq imatrix` computes llama.cpp-format importances with the engine; convert reads them back.
+TEST(Cli, ImatrixThenConvertWithAwq) {
+  test::TempDir d;
+  Result r = run("make-model -q -o " + d / "m" + " --preset small --seed 2 --tokenizer " + MLXQ_TOKENIZER, d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "The quick brown fox jumps over the lazy dog number " + std::to_string(i) + ". ";
+  test::write_file(d / "calib.txt", text);
+  r = run("imatrix -m " + d / "m" + " --text " + d / "calib.txt" + " -o " + d / "im.gguf" + " -c 128 --chunks 3", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const quant::Imatrix m = quant::read_imatrix(d / "im.gguf");
+  EXPECT_EQ(m.chunk_count, 3u);
+  EXPECT_EQ(m.chunk_size, 128u);
+  ASSERT_TRUE(m.entries.count("blk.0.attn_q.weight"));
+  EXPECT_EQ(m.entries.at("blk.0.attn_q.weight").counts[0], 3.0f * 128);  // every token of every chunk
+  EXPECT_FALSE(m.entries.count("blk.5.attn_v.weight"));                    // the full layer has no v_proj
+  ASSERT_TRUE(m.entries.count("blk.2.ffn_gate_up_exps.weight"));
+  const auto& ex = m.entries.at("blk.2.ffn_gate_up_exps.weight");
+  EXPECT_EQ(ex.in_sum2.size(), 16u);  // one matrix per expert
+  float routed = 0;
+  for (float c : ex.counts) routed += c;
+  EXPECT_EQ(routed, 3.0f * 128 * 4);  // top-4 routing: four expert rows per token
+  r = run("convert -i " + d / "m" + " -o " + d / "q" + " -q --q-recipe unsloth --imatrix-path " + d / "im.gguf" +
+              " --awq-report", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("AWQ pre-scaling complete: modified"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("input_layernorm"), std::string::npos) << r.out;
 }
 
 TEST(Cli, CorruptInputsGiveOneLineErrors) {

@@ -16,7 +16,7 @@ void register_convert(CLI::App& app) {
   struct Args {
     quant::ConvertOptions o;
     std::string dtype = "bfloat16", o_proj = "bf16", rounding = "cpu", mode = "affine", imatrix;
-    bool no_awq = false, verbose = false;
+    bool no_awq = false, verbose = false, awq_report = false, no_awq_experts = false;
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
@@ -32,6 +32,8 @@ void register_convert(CLI::App& app) {
   cmd->add_option("--q-overrides", a->o.overrides_path, "JSON object: regex over tensor names -> {bits, group_size} or \"bf16\"");
   cmd->add_option("--imatrix-path", a->imatrix, "Importance matrix (llama.cpp GGUF or .dat) for AWQ pre-scaling");
   cmd->add_flag("--no-awq", a->no_awq, "Do not apply AWQ pre-scaling");
+  cmd->add_flag("--no-awq-experts", a->no_awq_experts, "AWQ as the reference: leave the experts unscaled");
+  cmd->add_flag("--awq-report", a->awq_report, "List every AWQ-scaled tensor and its fold target");
   cmd->add_option("--o-proj", a->o_proj, "unsloth recipe: o_proj as bf16 (published card) or 8 (8-bit, current mlx-node)")
       ->check(CLI::IsMember({"bf16", "8"}));
   cmd->add_option("--quant-rounding", a->rounding, "cpu (MLX CPU kernel) | metal (Apple GPU kernel)")->check(CLI::IsMember({"cpu", "metal"}));
@@ -44,8 +46,12 @@ void register_convert(CLI::App& app) {
     o.dtype = a->dtype == "float32" ? DType::F32 : a->dtype == "float16" ? DType::F16 : DType::BF16;
     o.o_proj_bf16 = a->o_proj == "bf16";
     o.rounding = a->rounding == "metal" ? quant::Rounding::Metal : quant::Rounding::Cpu;
-    check(a->imatrix.empty() || a->no_awq,
-          "--imatrix-path: AWQ pre-scaling is not available yet in this build; pass --no-awq to convert without it");
+    o.imatrix_path = a->imatrix;
+    o.awq = !a->no_awq;
+    o.awq_experts = !a->no_awq_experts;
+    std::vector<std::string> report;
+    o.awq_report = &report;
+    if (!a->imatrix.empty()) std::fprintf(stderr, "imatrix: %s\n", a->imatrix.c_str());
     if (o.recipe == "unsloth" && a->imatrix.empty() && o.quantize)
       std::fprintf(stderr, "warning: --q-recipe unsloth without --imatrix-path: no AWQ pre-scaling is applied\n");
     std::fprintf(stderr, "Input: %s\nOutput: %s\nDtype: %s\n", o.input.c_str(), o.output.c_str(), a->dtype.c_str());
@@ -70,6 +76,11 @@ void register_convert(CLI::App& app) {
       }
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!o.imatrix_path.empty() && o.awq) {
+      std::fprintf(stderr, "%sAWQ pre-scaling complete: modified %zu\n", tty ? "\n" : "", st.awq_modified);
+      if (a->awq_report)
+        for (const auto& line : report) std::printf("%s\n", line.c_str());
+    }
     std::fprintf(stderr, "%sQuantization complete: %zu quantized, %zu per-layer overrides\n", tty ? "\n" : "",
                  st.quantized, st.overrides);
     std::fprintf(stderr, "Saved %zu tensors (%.2f GB) in %zu shard(s)\n", st.tensors, double(st.bytes_out) / 1e9, st.shards);

@@ -130,9 +130,9 @@ void Model::decoder_layer(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
 
   attention_block(l, T, p0, cache);  // ws.h = x + post_attention_norm(attn(x))
 
-  dense_mlp(L, T);  // ws.o = post_feedforward_layernorm_1(mlp(pre_feedforward_layernorm(h)))
-  route(L, T);      // ws.top_idx / ws.top_w from the un-normalised residual h
-  experts(L, T);    // ws.m = post_feedforward_layernorm_2(sum_j w_j expert_j(pre_ffn_norm_2(h)))
+  dense_mlp(l, L, T);  // ws.o = post_feedforward_layernorm_1(mlp(pre_feedforward_layernorm(h)))
+  route(l, L, T);      // ws.top_idx / ws.top_w from the un-normalised residual h
+  experts(l, L, T);    // ws.m = post_feedforward_layernorm_2(sum_j w_j expert_j(pre_ffn_norm_2(h)))
 
   // 14-15: y = h + post_feedforward_layernorm(d + m); x_next = y * layer_scalar.
   for (int64_t t = 0; t < T; ++t) {
@@ -159,6 +159,11 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
 
   for (int64_t t = 0; t < T; ++t)  // 1: a = RMSNorm(x; input_layernorm)
     k::rms_norm(&ws.x[size_t(t * H)], L.input_layernorm.data(), H, eps, &ws.a[size_t(t * H)]);
+  if (observer_) {
+    observer_(l, "self_attn.q_proj", -1, ws.a.data(), T, H);
+    observer_(l, "self_attn.k_proj", -1, ws.a.data(), T, H);
+    if (L.v_proj.rows > 0) observer_(l, "self_attn.v_proj", -1, ws.a.data(), T, H);
+  }
   k::matmul(L.q_proj, ws.a.data(), T, H, ws.q.data(), nq * D, *pool_);     // 2: [T, nq*D]
   k::matmul(L.k_proj, ws.a.data(), T, H, ws.kr.data(), nkv * D, *pool_);   // 3: [T, nkv*D]
   const float* vr = ws.kr.data();                                          // 4: K=V on full layers
@@ -196,6 +201,7 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
                 &ws.attn[size_t((t * nq + hq) * D)]);
     }
   });
+  if (observer_) observer_(l, "self_attn.o_proj", -1, ws.attn.data(), T, nq * D);
   k::matmul(L.o_proj, ws.attn.data(), T, nq * D, ws.o.data(), H, *pool_);  // 9: [T, H]
   for (int64_t t = 0; t < T; ++t) {  // 9-10: h = x + RMSNorm(o; post_attention_layernorm)
     float* o = &ws.o[size_t(t * H)];
@@ -207,15 +213,20 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
 }
 
 // §5.2 step 11: the dense GeGLU branch, into ws.o.
-void Model::dense_mlp(const LayerWeights& L, int64_t T) {
+void Model::dense_mlp(int64_t l, const LayerWeights& L, int64_t T) {
   Workspace& ws = *ws_;
   const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size;
   const float eps = float(cfg_.rms_norm_eps);
   for (int64_t t = 0; t < T; ++t)
     k::rms_norm(&ws.h[size_t(t * H)], L.pre_feedforward_layernorm.data(), H, eps, &ws.a[size_t(t * H)]);
+  if (observer_) {
+    observer_(l, "mlp.gate_proj", -1, ws.a.data(), T, H);
+    observer_(l, "mlp.up_proj", -1, ws.a.data(), T, H);
+  }
   k::matmul(L.mlp_gate, ws.a.data(), T, H, ws.gate.data(), I, *pool_);  // [T, I]
   k::matmul(L.mlp_up, ws.a.data(), T, H, ws.up.data(), I, *pool_);      // [T, I]
   k::gelu_gate(ws.gate.data(), ws.up.data(), T * I, ws.gate.data());
+  if (observer_) observer_(l, "mlp.down_proj", -1, ws.gate.data(), T, I);
   k::matmul(L.mlp_down, ws.gate.data(), T, I, ws.o.data(), H, *pool_);  // [T, H]
   for (int64_t t = 0; t < T; ++t) {
     float* o = &ws.o[size_t(t * H)];
@@ -225,7 +236,7 @@ void Model::dense_mlp(const LayerWeights& L, int64_t T) {
 
 // §5.2 step 12: r = RMSNorm_noweight(h) * router.scale * H^-1/2; softmax over E; top-k;
 // renormalise; times per_expert_scale. Ties go to the lower expert index.
-void Model::route(const LayerWeights& L, int64_t T) {
+void Model::route(int64_t l, const LayerWeights& L, int64_t T) {
   Workspace& ws = *ws_;
   const int64_t H = cfg_.hidden_size, E = cfg_.num_experts, K = cfg_.top_k_experts;
   const float eps = float(cfg_.rms_norm_eps), inv_sqrt_h = 1.0f / std::sqrt(float(H));
@@ -234,6 +245,7 @@ void Model::route(const LayerWeights& L, int64_t T) {
     k::rms_norm(&ws.h[size_t(t * H)], nullptr, H, eps, a);
     for (int64_t i = 0; i < H; ++i) a[i] = a[i] * L.router_scale[size_t(i)] * inv_sqrt_h;
   }
+  if (observer_) observer_(l, "router.proj", -1, ws.a.data(), T, H);
   k::matmul(L.router_proj, ws.a.data(), T, H, ws.router.data(), E, *pool_);  // [T, E]
   std::vector<int32_t>& idx = ws.exp_tok;  // scratch: E entries are enough here
   for (int64_t t = 0; t < T; ++t) {
@@ -254,7 +266,7 @@ void Model::route(const LayerWeights& L, int64_t T) {
 }
 
 // §5.2 step 13: each routed expert runs once over the tokens of this chunk that chose it.
-void Model::experts(const LayerWeights& L, int64_t T) {
+void Model::experts(int64_t l, const LayerWeights& L, int64_t T) {
   Workspace& ws = *ws_;
   const int64_t H = cfg_.hidden_size, E = cfg_.num_experts, K = cfg_.top_k_experts;
   const int64_t Ie = cfg_.moe_intermediate_size;
@@ -279,9 +291,11 @@ void Model::experts(const LayerWeights& L, int64_t T) {
       std::copy_n(&ws.a[size_t(t * H)], H, &ws.xe[size_t(i * H)]);
     }
     // Expert_e(u) = down_e(gelu_tanh(gate_e u) * up_e u)
+    if (observer_) observer_(l, "experts.gate_up", e, ws.xe.data(), n, H);
     k::matmul(L.expert_gate.expert(e), ws.xe.data(), n, H, ws.gate.data(), Ie, *pool_);
     k::matmul(L.expert_up.expert(e), ws.xe.data(), n, H, ws.up.data(), Ie, *pool_);
     k::gelu_gate(ws.gate.data(), ws.up.data(), n * Ie, ws.gate.data());
+    if (observer_) observer_(l, "experts.down", e, ws.gate.data(), n, Ie);
     k::matmul(L.expert_down.expert(e), ws.gate.data(), n, Ie, ws.ye.data(), H, *pool_);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t t = ws.exp_tok[size_t(e * T + i)];

@@ -3,6 +3,7 @@
 // gemma4-architecture.md §4-§7; its body lives in forward.cpp and reads like the spec.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,6 +41,13 @@ class Model {
   void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
                bool all_positions = true, int64_t chunk = 0);
 
+  // Sees the input rows x[n, k] of every weight matmul, for importance statistics (`mlxq
+  // imatrix`): the layer, the module ("self_attn.q_proj", "mlp.down_proj", "router.proj",
+  // "experts.gate_up", "experts.down", ...) and the expert (-1 for dense weights).
+  using MatmulObserver = std::function<void(int64_t layer, const char* module, int64_t expert, const float* x,
+                                            int64_t n, int64_t k)>;
+  void set_observer(MatmulObserver observer) { observer_ = std::move(observer); }
+
   // Bytes of weights one decoded token reads (all dense weights, top_k of num_experts experts,
   // the full lm_head; the embedding lookup reads one row).
   uint64_t bytes_per_token() const;
@@ -49,9 +57,9 @@ class Model {
   void forward_chunk(const int32_t* tokens, int64_t T, KvCache& cache, float* logits, bool all);
   void decoder_layer(int64_t l, int64_t T, int64_t p0, KvCache& cache);
   void attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache);
-  void dense_mlp(const LayerWeights& L, int64_t T);
-  void route(const LayerWeights& L, int64_t T);
-  void experts(const LayerWeights& L, int64_t T);
+  void dense_mlp(int64_t l, const LayerWeights& L, int64_t T);
+  void route(int64_t l, const LayerWeights& L, int64_t T);
+  void experts(int64_t l, const LayerWeights& L, int64_t T);
 
   ModelOptions opt_;
   std::unique_ptr<io::Checkpoint> ckpt_;
@@ -59,6 +67,7 @@ class Model {
   Gemma4Weights w_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Workspace> ws_;
+  MatmulObserver observer_;
 };
 
 }  // namespace mlxq::model::gemma4
