@@ -205,12 +205,19 @@ Imatrix read_gguf(const uint8_t* data, size_t size, const std::string& path) {
     ti.offset = c.u64("a tensor offset");
   }
 
-  // The data section starts at the aligned end of the header.
+  // The data section starts at the aligned end of the header. Tensor data is contiguous in info
+  // order, each padded to the alignment (llama.cpp rejects anything else): no two tensors share
+  // bytes, so what is allocated below is bounded by the file size.
   const uint64_t data_start = (uint64_t(c.pos()) + alignment - 1) / alignment * alignment;
+  uint64_t expected = 0;
   for (const auto& ti : infos) {
     const uint64_t nbytes = ti.numel * 4;
     if (ti.offset % alignment != 0)
       c.fail("tensor '" + ti.name + "' offset " + std::to_string(ti.offset) + " is not a multiple of the alignment " + std::to_string(alignment));
+    if (ti.offset != expected)
+      c.fail("tensor '" + ti.name + "' offset " + std::to_string(ti.offset) + ", expected " + std::to_string(expected) +
+             " (tensor data must follow in order, padded to the alignment)");
+    expected += (nbytes + alignment - 1) / alignment * alignment;
     if (data_start > size || ti.offset > size - data_start || nbytes > size - data_start - ti.offset)
       c.fail("tensor '" + ti.name + "' data (" + std::to_string(nbytes) + " bytes at offset " +
              std::to_string(ti.offset) + ") runs past the end of the file");

@@ -349,9 +349,12 @@ TEST(Imatrix, SpecificCorruptionsThrowNamedErrors) {
   expect_patch_error(dir, s, t0 + 4, uint64_t(1) << 40, 8, "larger than the file");
   expect_patch_error(dir, s, t0 + 12, 1, 4, "ggml type 1, expected F32");           // F16 tensor
   expect_patch_error(dir, s, t0 + 16, 8, 8, "not a multiple of the alignment");
-  expect_patch_error(dir, s, t0 + 16, uint64_t(1) << 50, 8, "runs past the end");
+  expect_patch_error(dir, s, t0 + 16, uint64_t(1) << 50, 8, "expected 0");
+  const size_t last = s.find("blk.1.ffn_gate_up_exps.weight.counts") + 36;        // dims [1, 3]
+  expect_patch_error(dir, s, last + 12, 100, 8, "runs past the end");
   const size_t c0 = s.find("blk.0.attn_q.weight.counts") + 26;
   expect_patch_error(dir, s, c0 + 4, 2, 8, "expected [1, 1]");
+  expect_patch_error(dir, s, c0 + 16, 0, 8, "offset 0, expected 32");           // shares in_sum2's data
   // A non-imatrix GGUF, an unaligned alignment, a NaN sum, a lone in_sum2.
   GgufBuilder g;
   g.kv("general.type", 8, Bytes().str("model"));

@@ -179,6 +179,36 @@ TEST(Cli, ImatrixThenConvertWithAwq) {
   EXPECT_NE(r.out.find("input_layernorm"), std::string::npos) << r.out;
 }
 
+// quant-error: more bits, less error, per tensor and in next-token distributions.
+TEST(Cli, QuantErrorRanksBitWidths) {
+  test::TempDir d;
+  Result r = run("make-model -q -o " + d / "ref" + " --preset small --seed 4 --tokenizer " + MLXQ_TOKENIZER, d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "Paris is the capital of France and Berlin of Germany, item " + std::to_string(i) + ". ";
+  test::write_file(d / "t.txt", text);
+  auto measure = [&](int bits, double* mean_err, double* kl) {
+    const std::string out = d / ("q" + std::to_string(bits));
+    Result c = run("convert -i " + d / "ref" + " -o " + out + " -q --q-bits " + std::to_string(bits), d.str());
+    ASSERT_EQ(c.code, 0) << c.err;
+    Result q = run("quant-error --ref " + d / "ref" + " -m " + out + " --text " + d / "t.txt" + " -c 64 --chunks 2 --top 3",
+                   d.str());
+    ASSERT_EQ(q.code, 0) << q.err;
+    ASSERT_EQ(std::sscanf(q.out.c_str(), "%*d quantized tensors compared; mean unweighted relative error %lf", mean_err), 1)
+        << q.out;
+    const size_t at = q.out.find("KL(ref || quant) over ");
+    ASSERT_NE(at, std::string::npos) << q.out;
+    ASSERT_EQ(std::sscanf(q.out.c_str() + at, "KL(ref || quant) over %*d positions: mean %lf", kl), 1) << q.out;
+  };
+  double e4 = 0, k4 = 0, e8 = 0, k8 = 0;
+  measure(4, &e4, &k4);
+  measure(8, &e8, &k8);
+  EXPECT_GT(e4, 0);
+  EXPECT_LT(e8, e4 / 10);  // 4 more bits: 16x smaller steps, 256x smaller squared error
+  EXPECT_LT(k8, k4);
+  EXPECT_GT(k4, 0);
+}
+
 TEST(Cli, CorruptInputsGiveOneLineErrors) {
   test::TempDir d;
   const std::string src = test::data_path("gemma4-tiny-a/hf");

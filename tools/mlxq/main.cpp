@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   mlxq::cli::register_bench(app);
   mlxq::cli::register_convert(app);
   mlxq::cli::register_imatrix(app);
+  mlxq::cli::register_quant_error(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

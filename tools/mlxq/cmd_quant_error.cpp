@@ -1,0 +1,162 @@
+// `mlxq quant-error`: how far a quantized checkpoint is from its BF16 reference - per tensor, the
+// importance-weighted relative reconstruction error; over calibration text, the KL divergence of
+// the next-token distributions and the top-1 agreement.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "mlxq/commands.h"
+#include "model/gemma4/model.h"
+#include "quant/convert.h"
+#include "quant/imatrix.h"
+#include "text/tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace mlxq::cli {
+
+namespace {
+
+// A reference weight as seen under its MLX name: rows [row0, row0 + rows) of each leading slice.
+struct RefView { const io::TensorInfo* t; int64_t row0, rows, src_rows, cols, slices; };
+
+std::map<std::string, RefView> reference_views(const io::Checkpoint& ref) {
+  std::map<std::string, RefView> out;
+  std::vector<std::string> names;
+  for (const auto& [name, t] : ref.tensors()) {
+    if (!quant::sanitize_name(name, true, &names) || t->shape.size() < 2) continue;
+    const int64_t cols = t->shape.back(), rows = t->shape[t->shape.size() - 2];
+    int64_t slices = 1;
+    for (size_t i = 0; i + 2 < t->shape.size(); ++i) slices *= t->shape[i];
+    for (size_t k = 0; k < names.size(); ++k) {
+      const int64_t r = names.size() == 2 ? rows / 2 : rows;
+      out[names[k].substr(0, names[k].size() - 7)] = {t, int64_t(k) * r, r, rows, cols, slices};
+    }
+  }
+  return out;
+}
+
+double kl(const float* p_logits, const float* q_logits, int64_t n, bool* same_top) {
+  float mp = -INFINITY, mq = -INFINITY;
+  int64_t ap = 0, aq = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (p_logits[i] > mp) mp = p_logits[i], ap = i;
+    if (q_logits[i] > mq) mq = q_logits[i], aq = i;
+  }
+  double zp = 0, zq = 0;
+  for (int64_t i = 0; i < n; ++i) zp += std::exp(double(p_logits[i] - mp)), zq += std::exp(double(q_logits[i] - mq));
+  double d = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double lp = double(p_logits[i] - mp) - std::log(zp), lq = double(q_logits[i] - mq) - std::log(zq);
+    d += std::exp(lp) * (lp - lq);
+  }
+  *same_top = ap == aq;
+  return d;
+}
+
+}  // namespace
+
+void register_quant_error(CLI::App& app) {
+  struct Args { std::string ref, model, text, imatrix; int ctx = 128, chunks = 4, top = 20, threads = 0; };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("quant-error", "Compare a quantized checkpoint with its BF16 reference");
+  cmd->add_option("--ref", a->ref, "Reference (BF16) checkpoint")->required();
+  cmd->add_option("-m,--model", a->model, "Quantized checkpoint")->required();
+  cmd->add_option("--text", a->text, "Calibration text for the KL divergence of next-token distributions");
+  cmd->add_option("--imatrix", a->imatrix, "Importances that weight the per-tensor error (default: uniform)");
+  cmd->add_option("-c,--ctx", a->ctx, "Tokens per chunk")->check(CLI::Range(8, 4096));
+  cmd->add_option("--chunks", a->chunks, "Chunks of text to evaluate")->check(CLI::PositiveNumber);
+  cmd->add_option("--top", a->top, "Print the N tensors with the largest error")->check(CLI::NonNegativeNumber);
+  cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)");
+  cmd->callback([a] {
+    io::Checkpoint ref(a->ref), q(a->model);
+    const auto views = reference_views(ref);
+    std::map<std::string, quant::Importance> imp;
+    if (!a->imatrix.empty()) imp = quant::importance_by_canonical(quant::read_imatrix(a->imatrix));
+    const model::gemma4::Gemma4Config qcfg = model::gemma4::load_config(q.dir());
+    check(qcfg.quantization.has_value(), q.dir() + ": not a quantized checkpoint (no quantization block)");
+    struct Row { std::string name; int bits; double rel; };
+    std::vector<Row> rows;
+    std::vector<float> deq, w;
+    for (const auto& [name, t] : q.tensors()) {
+      if (!name.ends_with(".scales")) continue;
+      const std::string module = name.substr(0, name.size() - 7);
+      auto it = views.find(module);
+      const io::TensorInfo* wt = q.find(module + ".weight");
+      const io::TensorInfo* bt = q.find(module + ".biases");
+      if (it == views.end() || !wt || !bt) continue;
+      const RefView& v = it->second;
+      const quant::Spec spec = qcfg.quantization->spec_for(module);
+      const std::string key = quant::canonical_key(module);
+      const std::vector<float>* weights = nullptr;
+      if (auto im = imp.find(key); im != imp.end() && !im->second.per_matrix.empty()) weights = &im->second.per_matrix[0];
+      deq.resize(size_t(v.cols));
+      w.resize(size_t(v.cols));
+      double num = 0, den = 0;
+      const int64_t total = v.slices * v.rows, step = std::max<int64_t>(1, total / 512);  // sample rows
+      const size_t wpr = size_t(v.cols * spec.bits / 32) * 4, spr = size_t(v.cols / spec.group_size) * dtype_size(t->dtype);
+      for (int64_t r = 0; r < total; r += step) {
+        quant::dequantize_row_f32(wt->data + size_t(r) * wpr, t->data + size_t(r) * spr, bt->data + size_t(r) * spr,
+                                  t->dtype, v.cols, spec, deq.data());
+        const int64_t slice = r / v.rows, row = v.row0 + r % v.rows;
+        const uint8_t* src = v.t->data + size_t(slice * v.src_rows + row) * size_t(v.cols) * dtype_size(v.t->dtype);
+        for (int64_t j = 0; j < v.cols; ++j) {
+          const double ref_w = quant::load_scalar(src, v.t->dtype, j), d = deq[size_t(j)] - ref_w;
+          const double wj = weights && weights->size() == size_t(v.cols) ? (*weights)[size_t(j)] : 1.0;
+          num += wj * d * d;
+          den += wj * ref_w * ref_w;
+        }
+      }
+      rows.push_back({module, spec.bits, den > 0 ? num / den : 0});
+    }
+    std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) { return x.rel > y.rel; });
+    double mean = 0;
+    for (const auto& r : rows) mean += r.rel / double(rows.size());
+    std::printf("%zu quantized tensors compared; mean %s relative error %.3e\n", rows.size(),
+                imp.empty() ? "unweighted" : "importance-weighted", mean);
+    std::printf("\n| tensor | bits | relative error |\n|---|---:|---:|\n");
+    for (size_t i = 0; i < rows.size() && int(i) < a->top; ++i)
+      std::printf("| %s | %d | %.3e |\n", rows[i].name.c_str(), rows[i].bits, rows[i].rel);
+    if (a->text.empty()) return;
+
+    std::string tok_path = (fs::path(q.dir()) / "tokenizer.json").string();
+    if (!fs::exists(tok_path)) tok_path = (fs::path(ref.dir()) / "tokenizer.json").string();
+    check(fs::exists(tok_path), tok_path + ": missing (the KL divergence needs a tokenizer)");
+    const text::Tokenizer tok = text::Tokenizer::from_file(tok_path);
+    std::ifstream in(a->text, std::ios::binary);
+    check(bool(in), a->text + ": cannot open");
+    const std::vector<int32_t> ids = tok.encode(std::string((std::istreambuf_iterator<char>(in)), {}), false);
+    model::gemma4::Model mr(a->ref, {a->threads, 128}), mq(a->model, {a->threads, 128});
+    const int64_t V = mr.config().vocab_size, per = a->ctx - 1;
+    check(mq.config().vocab_size == V, "the two checkpoints have different vocabularies");
+    std::vector<float> lr(size_t(a->ctx) * size_t(V)), lq(lr.size());
+    double sum = 0, worst = 0;
+    int64_t n = 0, agree = 0;
+    for (int64_t c = 0; c < a->chunks && (c + 1) * per <= int64_t(ids.size()); ++c) {
+      std::vector<int32_t> chunk = {2};
+      chunk.insert(chunk.end(), ids.begin() + c * per, ids.begin() + (c + 1) * per);
+      auto cr = mr.make_cache(int64_t(chunk.size())), cq = mq.make_cache(int64_t(chunk.size()));
+      mr.forward(chunk, cr, lr.data());
+      mq.forward(chunk, cq, lq.data());
+      for (size_t t = 0; t < chunk.size(); ++t) {
+        bool same = false;
+        const double d = kl(&lr[t * size_t(V)], &lq[t * size_t(V)], V, &same);
+        sum += d;
+        worst = std::max(worst, d);
+        agree += same;
+        ++n;
+      }
+    }
+    check(n > 0, a->text + ": too little text for one chunk of " + std::to_string(a->ctx) + " tokens");
+    std::printf("\nKL(ref || quant) over %lld positions: mean %.4e, max %.4e; top-1 agreement %.1f%%\n",
+                (long long)n, sum / double(n), worst, 100.0 * double(agree) / double(n));
+  });
+}
+
+}  // namespace mlxq::cli
