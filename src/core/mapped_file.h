@@ -28,4 +28,10 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Drops the pages of [p, p + n) that lie wholly inside the range from this process's resident set
+// (MADV_DONTNEED on a read-only file mapping: the data stays in the page cache and a later access
+// faults it back in). Streaming readers call it once a tensor is done, so resident memory stays
+// near one tensor, not the whole input.
+void release_pages(const void* p, size_t n);
+
 }  // namespace mlxq

@@ -60,17 +60,20 @@ class Planner {
   // The importance of `key` as the max over its matrices, validated against the weight's input
   // size `n` (named `what` in messages); nullopt when the imatrix has no such entry. With
   // `flat_experts`, one matrix of num_experts * n values counts as num_experts matrices.
-  std::optional<std::vector<float>> get(const std::string& key, int64_t n, const char* what, bool flat_experts = false) {
+  std::optional<std::vector<float>> get(const std::string& key, int64_t n, const char* what,
+                                        bool flat_experts = false) {
     auto it = imp_.find(key);
     if (it == imp_.end() || it->second.per_matrix.empty()) return std::nullopt;
     std::vector<float> out(size_t(n), 0.0f);
     for (const auto& v : it->second.per_matrix) {
       const int64_t len = int64_t(v.size());
       const bool flat = flat_experts && cfg_.num_experts > 1 && len == cfg_.num_experts * n;
-      check(len == n || flat, "imatrix entry " + key + ": importance has " + std::to_string(len) + " values, expected " +
-                                  what + " = " + std::to_string(n) + " (is the imatrix for this model?)");
+      check(len == n || flat, "imatrix entry " + key + ": importance has " + std::to_string(len) +
+                                  " values, expected " + what + " = " + std::to_string(n) +
+                                  " (is the imatrix for this model?)");
       for (int64_t j = 0; j < len; ++j) {
-        check(std::isfinite(v[size_t(j)]), "imatrix entry " + key + ": importance " + std::to_string(j) + " is not finite");
+        check(std::isfinite(v[size_t(j)]),
+              "imatrix entry " + key + ": importance " + std::to_string(j) + " is not finite");
         float& o = out[size_t(j % n)];
         o = std::max(o, v[size_t(j)]);
       }
@@ -78,15 +81,18 @@ class Planner {
     return out;
   }
 
-  void columns(const std::string& module, const std::vector<float>& s, const std::string& group, const std::string& target) {
+  void columns(const std::string& module, const std::vector<float>& s, const std::string& group,
+               const std::string& target) {
     plan_.column_scale[module] = s;
     plan_.report.push_back(module + " <- columns * s" + group + " (fold into " + target + ")");
   }
-  void rows(const std::string& module, const std::vector<float>& r, const std::string& group, const std::string& source) {
+  void rows(const std::string& module, const std::vector<float>& r, const std::string& group,
+            const std::string& source) {
     plan_.row_scale[module] = r;
     plan_.report.push_back(module + " <- rows / s" + group + " (fold of " + source + " columns)");
   }
-  void norm(const std::string& name, const std::vector<float>& s, const std::string& group, const std::string& sources) {
+  void norm(const std::string& name, const std::vector<float>& s, const std::string& group,
+            const std::string& sources) {
     plan_.norm_divide[name] = s;
     plan_.report.push_back(name + " <- weight / s" + group + " (fold of " + sources + " columns)");
   }
@@ -106,7 +112,8 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
-AwqPlan plan_awq(const std::map<std::string, Importance>& imp, const Gemma4Config& cfg, bool include_experts) {
+AwqPlan plan_awq(const std::map<std::string, Importance>& imp, const Gemma4Config& cfg,
+                 bool include_experts) {
   AwqPlan plan;
   Planner p(imp, cfg, plan);
   const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
@@ -193,9 +200,10 @@ AwqPlan plan_awq(const std::map<std::string, Importance>& imp, const Gemma4Confi
   for (const auto& [k, v] : plan.row_scale) weights.insert(k);
   plan.modified = int(weights.size() + plan.norm_divide.size());
   const std::string L = "/" + std::to_string(cfg.num_hidden_layers);
-  plan.report.push_back("AWQ matched layers: group A " + std::to_string(n_a) + L + ", group B " + std::to_string(n_b) + L +
-                        ", group C " + std::to_string(n_c) + L + ", experts " +
-                        (include_experts && cfg.enable_moe_block ? std::to_string(n_e) + L : std::string("off")) +
+  const std::string experts =
+      include_experts && cfg.enable_moe_block ? std::to_string(n_e) + L : std::string("off");
+  plan.report.push_back("AWQ matched layers: group A " + std::to_string(n_a) + L + ", group B " +
+                        std::to_string(n_b) + L + ", group C " + std::to_string(n_c) + L + ", experts " + experts +
                         "; modified " + std::to_string(plan.modified) + " tensors");
   return plan;
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "io/checkpoint_writer.h"
 #include "io/json_fields.h"
 #include "io/safetensors.h"
@@ -207,7 +209,6 @@ std::vector<std::string> tune_awq(AwqPlan& plan, const io::Checkpoint& in, const
       for (const auto& m : g.columns) plan.column_scale.erase(m);
       if (!g.norm.empty()) plan.norm_divide.erase(g.norm);
       if (!g.rows.empty()) plan.row_scale.erase(g.rows);
-      plan.modified -= int(g.columns.size()) + 1;
       report.push_back("AWQ group " + what + ": left unscaled (no exponent lowers every tensor's error)");
       continue;
     }
@@ -221,10 +222,17 @@ std::vector<std::string> tune_awq(AwqPlan& plan, const io::Checkpoint& in, const
       plan.row_scale[g.rows] = inv;
     }
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.1f", best_alpha);
+    std::snprintf(buf, sizeof buf, "%.1f", best_alpha);  // (modified is recounted below)
     report.push_back("AWQ group " + what + ": exponent " + buf + " (" + std::to_string(g.columns.size()) +
                      " tensor(s), weighted error lower for each)");
   }
+  // Recount what is still changed (up_proj belongs to groups A and B, so subtracting per group
+  // would miscount).
+  std::set<std::string> changed;
+  for (const auto& [k, v] : plan.column_scale) changed.insert(k);
+  for (const auto& [k, v] : plan.row_scale) changed.insert(k);
+  for (const auto& [k, v] : plan.norm_divide) changed.insert(k);
+  plan.modified = int(changed.size());
   return report;
 }
 }  // namespace
@@ -458,6 +466,8 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
       sink(bytes.data(), bytes.size());
       if (++q->served == 3) cache.erase(p.module);
     }
+    // The source is done once its dense piece or its quantized module's last part is out.
+    if (p.part == Part::Dense || (p.part != Part::Dense && !cache.count(p.module))) release_pages(p.src->data, p.src->nbytes);
     bytes_done += spec.nbytes();
     if (progress) progress(++done, pieces.size(), bytes_done, spec.name);
   }));

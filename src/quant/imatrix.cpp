@@ -86,14 +86,16 @@ void skip_value(Cursor& c, uint32_t t, const std::string& key, int depth) {
   const uint32_t et = c.u32("an array element type");
   const uint64_t n = c.u64("an array length");
   if (size_t s = fixed_size(et)) {
-    if (n > c.left() / s) c.fail("metadata '" + key + "': array of " + std::to_string(n) + " elements runs past the end");
+    if (n > c.left() / s)
+      c.fail("metadata '" + key + "': array of " + std::to_string(n) + " elements runs past the end");
     c.take(n * s, "array elements");
     return;
   }
   if (et != kString && et != kArray)
     c.fail("metadata '" + key + "' has an array of unknown value type id " + std::to_string(et));
   const uint64_t min_elem = et == kString ? 8 : 12;
-  if (n > c.left() / min_elem) c.fail("metadata '" + key + "': array of " + std::to_string(n) + " elements runs past the end");
+  if (n > c.left() / min_elem)
+    c.fail("metadata '" + key + "': array of " + std::to_string(n) + " elements runs past the end");
   for (uint64_t i = 0; i < n; ++i) skip_value(c, et, key, depth + 1);
 }
 
@@ -107,7 +109,8 @@ uint32_t read_u32_value(Cursor& c, uint32_t t, const std::string& key) {
     case kI32: v = c.i32(key.c_str()); break;
     case kU64: { uint64_t u = c.u64(key.c_str()); v = u > UINT32_MAX ? -1 : int64_t(u); break; }
     case kI64: { uint64_t u = c.u64(key.c_str()); std::memcpy(&v, &u, 8); break; }
-    default: c.fail("metadata '" + key + "' has value type id " + std::to_string(t) + ", expected an unsigned integer");
+    default:
+      c.fail("metadata '" + key + "' has value type id " + std::to_string(t) + ", expected an unsigned integer");
   }
   if (v < 0 || v > int64_t(UINT32_MAX)) c.fail("metadata '" + key + "' is out of range");
   return uint32_t(v);
@@ -132,6 +135,11 @@ std::vector<float> load_values(const uint8_t* p, uint64_t n, bool allow_negative
   return v;
 }
 
+std::string shape_of(const TensorInfo& t) {
+  return "[" + std::to_string(t.ne[0]) + ", " + std::to_string(t.ne[1]) + ", " + std::to_string(t.ne[2]) + ", " +
+         std::to_string(t.ne[3]) + "]";
+}
+
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
@@ -147,7 +155,8 @@ Imatrix read_gguf(const uint8_t* data, size_t size, const std::string& path) {
   const uint64_t n_tensors = c.u64("the tensor count");
   const uint64_t n_kv = c.u64("the metadata count");
   // Each tensor info takes at least 24 bytes, each KV at least 13: bound the counts by the file.
-  if (n_tensors > c.left() / 24) c.fail("tensor count " + std::to_string(n_tensors) + " does not fit in the file");
+  if (n_tensors > c.left() / 24)
+    c.fail("tensor count " + std::to_string(n_tensors) + " does not fit in the file");
   if (n_kv > c.left() / 13) c.fail("metadata count " + std::to_string(n_kv) + " does not fit in the file");
 
   Imatrix out;
@@ -158,12 +167,14 @@ Imatrix read_gguf(const uint8_t* data, size_t size, const std::string& path) {
     if (!keys.insert(key).second) c.fail("duplicate metadata key '" + key + "'");
     const uint32_t t = c.u32("a metadata type");
     if (key == "general.alignment") {
-      if (t != kU32) c.fail("general.alignment has value type id " + std::to_string(t) + ", expected u32 (4)");
+      if (t != kU32)
+        c.fail("general.alignment has value type id " + std::to_string(t) + ", expected u32 (4)");
       alignment = c.u32("general.alignment");
       if (alignment == 0 || (alignment & (alignment - 1)) != 0)
         c.fail("general.alignment " + std::to_string(alignment) + " is not a power of two");
     } else if (key == "general.type") {
-      if (t != kString) c.fail("general.type has value type id " + std::to_string(t) + ", expected string (8)");
+      if (t != kString)
+        c.fail("general.type has value type id " + std::to_string(t) + ", expected string (8)");
       const std::string type = c.str("general.type");
       if (type != "imatrix") c.fail("general.type is '" + type + "', not 'imatrix' (is this a model file?)");
     } else if (key == "imatrix.chunk_count") {
@@ -171,11 +182,14 @@ Imatrix read_gguf(const uint8_t* data, size_t size, const std::string& path) {
     } else if (key == "imatrix.chunk_size") {
       out.chunk_size = read_u32_value(c, t, key);
     } else if (key == "imatrix.datasets") {
-      if (t != kArray) c.fail("imatrix.datasets has value type id " + std::to_string(t) + ", expected array (9)");
+      if (t != kArray)
+        c.fail("imatrix.datasets has value type id " + std::to_string(t) + ", expected array (9)");
       const uint32_t et = c.u32("imatrix.datasets element type");
-      if (et != kString) c.fail("imatrix.datasets is an array of type id " + std::to_string(et) + ", expected strings");
+      if (et != kString)
+        c.fail("imatrix.datasets is an array of type id " + std::to_string(et) + ", expected strings");
       const uint64_t n = c.u64("imatrix.datasets length");
-      if (n > c.left() / 8) c.fail("imatrix.datasets: " + std::to_string(n) + " strings do not fit in the file");
+      if (n > c.left() / 8)
+        c.fail("imatrix.datasets: " + std::to_string(n) + " strings do not fit in the file");
       out.datasets.reserve(size_t(n));
       for (uint64_t j = 0; j < n; ++j) out.datasets.push_back(c.str("an imatrix.datasets string"));
     } else {
@@ -189,7 +203,8 @@ Imatrix read_gguf(const uint8_t* data, size_t size, const std::string& path) {
   for (auto& ti : infos) {
     ti.name = c.str("a tensor name");
     if (ti.name.empty()) c.fail("tensor with an empty name");
-    if (!by_name.emplace(ti.name, size_t(&ti - infos.data())).second) c.fail("duplicate tensor '" + ti.name + "'");
+    if (!by_name.emplace(ti.name, size_t(&ti - infos.data())).second)
+      c.fail("duplicate tensor '" + ti.name + "'");
     const uint32_t n_dims = c.u32("a tensor's dimension count");
     if (n_dims < 1 || n_dims > kMaxDims)
       c.fail("tensor '" + ti.name + "' has " + std::to_string(n_dims) + " dimensions (expected 1 to 4)");
@@ -213,10 +228,11 @@ Imatrix read_gguf(const uint8_t* data, size_t size, const std::string& path) {
   for (const auto& ti : infos) {
     const uint64_t nbytes = ti.numel * 4;
     if (ti.offset % alignment != 0)
-      c.fail("tensor '" + ti.name + "' offset " + std::to_string(ti.offset) + " is not a multiple of the alignment " + std::to_string(alignment));
+      c.fail("tensor '" + ti.name + "' offset " + std::to_string(ti.offset) +
+             " is not a multiple of the alignment " + std::to_string(alignment));
     if (ti.offset != expected)
-      c.fail("tensor '" + ti.name + "' offset " + std::to_string(ti.offset) + ", expected " + std::to_string(expected) +
-             " (tensor data must follow in order, padded to the alignment)");
+      c.fail("tensor '" + ti.name + "' offset " + std::to_string(ti.offset) + ", expected " +
+             std::to_string(expected) + " (tensor data must follow in order, padded to the alignment)");
     expected += (nbytes + alignment - 1) / alignment * alignment;
     if (data_start > size || ti.offset > size - data_start || nbytes > size - data_start - ti.offset)
       c.fail("tensor '" + ti.name + "' data (" + std::to_string(nbytes) + " bytes at offset " +
@@ -234,12 +250,12 @@ Imatrix read_gguf(const uint8_t* data, size_t size, const std::string& path) {
     const TensorInfo& cn = infos[ci->second];
     const uint64_t n_in = ti.ne[0], n_mat = ti.ne[1];
     if (n_in == 0 || n_mat == 0 || ti.ne[2] != 1 || ti.ne[3] != 1)
-      c.fail("tensor '" + ti.name + "' has shape [" + std::to_string(ti.ne[0]) + ", " + std::to_string(ti.ne[1]) + ", " +
-             std::to_string(ti.ne[2]) + ", " + std::to_string(ti.ne[3]) + "], expected [n_in > 0, n_mat > 0]");
-    if (n_mat > uint64_t(kMaxMatrices)) c.fail("tensor '" + ti.name + "' has an absurd matrix count " + std::to_string(n_mat));
+      c.fail("tensor '" + ti.name + "' has shape " + shape_of(ti) + ", expected [n_in > 0, n_mat > 0]");
+    if (n_mat > uint64_t(kMaxMatrices))
+      c.fail("tensor '" + ti.name + "' has an absurd matrix count " + std::to_string(n_mat));
     if (cn.ne[0] != 1 || cn.ne[1] != n_mat || cn.ne[2] != 1 || cn.ne[3] != 1)
-      c.fail("tensor '" + cn.name + "' has shape [" + std::to_string(cn.ne[0]) + ", " + std::to_string(cn.ne[1]) +
-             ", ...], expected [1, " + std::to_string(n_mat) + "] to match " + ti.name);
+      c.fail("tensor '" + cn.name + "' has shape " + shape_of(cn) + ", expected [1, " + std::to_string(n_mat) +
+             "] to match " + ti.name);
     ImatrixEntry e;
     e.n_in = int64_t(n_in);
     const uint8_t* sums = data + data_start + ti.offset;
@@ -262,13 +278,15 @@ Imatrix read_dat(const uint8_t* data, size_t size, const std::string& path) {
   for (int32_t i = 0; i < n_entries; ++i) {
     const int32_t len = c.i32("a name length");
     if (len <= 0 || uint64_t(len) > c.left())
-      c.fail("entry " + std::to_string(i) + " has name length " + std::to_string(len) + " (file has " + std::to_string(c.left()) + " bytes left)");
+      c.fail("entry " + std::to_string(i) + " has name length " + std::to_string(len) + " (file has " +
+             std::to_string(c.left()) + " bytes left)");
     const uint8_t* np = c.take(uint64_t(len), "a name");
     std::string name(reinterpret_cast<const char*>(np), size_t(len));
     const int32_t ncall = c.i32("ncall");
     const int32_t nval = c.i32("nval");
     if (nval < 0 || uint64_t(nval) > c.left() / 4)
-      c.fail("entry '" + name + "' has " + std::to_string(nval) + " values (file has " + std::to_string(c.left()) + " bytes left)");
+      c.fail("entry '" + name + "' has " + std::to_string(nval) + " values (file has " + std::to_string(c.left()) +
+             " bytes left)");
     const uint8_t* vp = c.take(uint64_t(nval) * 4, "values");
     if (out.entries.count(name)) c.fail("duplicate entry '" + name + "'");
     if (nval == 0) continue;  // nothing collected: llama.cpp's GGUF writer skips these too
@@ -283,9 +301,11 @@ Imatrix read_dat(const uint8_t* data, size_t size, const std::string& path) {
   const int32_t len = c.i32("the dataset name length");
   if (last_chunk < 0) c.fail("negative chunk count " + std::to_string(last_chunk));
   if (len < 0 || uint64_t(len) != c.left())
-    c.fail("dataset name length " + std::to_string(len) + " does not match the " + std::to_string(c.left()) + " bytes left");
+    c.fail("dataset name length " + std::to_string(len) + " does not match the " + std::to_string(c.left()) +
+           " bytes left");
   out.chunk_count = uint32_t(last_chunk);
-  if (len > 0) out.datasets.emplace_back(reinterpret_cast<const char*>(c.take(uint64_t(len), "the dataset name")), size_t(len));
+  const uint8_t* dp = c.take(uint64_t(len), "the dataset name");
+  if (len > 0) out.datasets.emplace_back(reinterpret_cast<const char*>(dp), size_t(len));
   return out;
 }
 
@@ -331,7 +351,8 @@ void write_imatrix_gguf(const std::string& path, const Imatrix& m) {
               std::to_string(e.counts.size()) + " counts");
     for (const auto& v : e.in_sum2)
       check(int64_t(v.size()) == e.n_in, path + ": imatrix entry '" + name + "' has a matrix of " +
-                                             std::to_string(v.size()) + " values, expected n_in " + std::to_string(e.n_in));
+                                             std::to_string(v.size()) + " values, expected n_in " +
+                                             std::to_string(e.n_in));
   }
   Writer w;
   w.u32(kGgufMagic);
@@ -447,8 +468,9 @@ std::map<std::string, Importance> importance_by_canonical(const Imatrix& m) {
           "imatrix entry '" + name + "': " + std::to_string(e.in_sum2.size()) + " matrices, " +
               std::to_string(e.counts.size()) + " counts, n_in " + std::to_string(e.n_in));
     for (const auto& v : e.in_sum2)
-      check(int64_t(v.size()) == e.n_in, "imatrix entry '" + name + "': a matrix of " + std::to_string(v.size()) +
-                                             " values, expected n_in " + std::to_string(e.n_in));
+      check(int64_t(v.size()) == e.n_in, "imatrix entry '" + name + "': a matrix of " +
+                                             std::to_string(v.size()) + " values, expected n_in " +
+                                             std::to_string(e.n_in));
     std::string key = canonical_key(name);
     if (!key.empty()) groups[key].emplace_back(&name, &e);
   }
@@ -458,8 +480,9 @@ std::map<std::string, Importance> importance_by_canonical(const Imatrix& m) {
     for (const auto& [name, e] : members)
       check(e->n_in == first.n_in && e->counts.size() == first.counts.size(),
             "imatrix entries '" + *members[0].first + "' and '" + *name + "' both map to " + key +
-                " but differ in shape ([" + std::to_string(first.n_in) + ", " + std::to_string(first.counts.size()) +
-                "] vs [" + std::to_string(e->n_in) + ", " + std::to_string(e->counts.size()) + "])");
+                " but differ in shape ([" + std::to_string(first.n_in) + ", " +
+                std::to_string(first.counts.size()) + "] vs [" + std::to_string(e->n_in) + ", " +
+                std::to_string(e->counts.size()) + "])");
     Importance imp;
     for (size_t mat = 0; mat < first.counts.size(); ++mat) {
       std::vector<float> v;

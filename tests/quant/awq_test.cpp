@@ -195,8 +195,8 @@ std::map<std::string, Importance> all_importances(const model::gemma4::Gemma4Con
   };
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
     const std::string P = "layers." + std::to_string(l) + ".";
-    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj",
-                          "router.proj"})
+    for (const char* m :
+         {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj", "router.proj"})
       imp[P + m].per_matrix = {vec(cfg.hidden_size)};
     imp[P + "self_attn.o_proj"].per_matrix = {vec(cfg.num_attention_heads * cfg.layer_head_dim(l))};
     imp[P + "mlp.down_proj"].per_matrix = {vec(cfg.intermediate_size)};
@@ -235,7 +235,8 @@ TEST_F(AwqPlanTest, GroupsOnEveryLayer) {
   for (int64_t l = 0; l < 6; ++l) {
     const std::string P = "layers." + std::to_string(l) + ".";
     // C: sliding layers max(q, k, v); the full layer max(q, k), no v_proj scaled.
-    const auto q = imp_.at(P + "self_attn.q_proj").per_matrix[0], k = imp_.at(P + "self_attn.k_proj").per_matrix[0];
+    const auto q = imp_.at(P + "self_attn.q_proj").per_matrix[0];
+    const auto k = imp_.at(P + "self_attn.k_proj").per_matrix[0];
     const auto v = imp_.at(P + "self_attn.v_proj").per_matrix[0];
     const auto sc = l == 5 ? awq_scales({&q, &k}) : awq_scales({&q, &k, &v});
     EXPECT_EQ(plan.column_scale.at(P + "self_attn.q_proj"), sc) << P;
@@ -313,7 +314,8 @@ TEST_F(AwqPlanTest, MissingImportancesSkipGroups) {
   EXPECT_FALSE(plan.norm_divide.count("layers.1.pre_feedforward_layernorm_2"));
   auto has_line = [&](const std::string& a, const std::string& b) {
     for (const auto& line : plan.report)
-      if (line.find(a) != std::string::npos && line.find(b) != std::string::npos && line.find("skipped") != std::string::npos)
+      if (line.find(a) != std::string::npos && line.find(b) != std::string::npos &&
+          line.find("skipped") != std::string::npos)
         return true;
     return false;
   };

@@ -39,7 +39,8 @@ struct GgufBuilder {
     k.str(key).u32(type);
     kvs.push_back(k.b + value.b);
   }
-  void tensor(const std::string& name, std::vector<uint64_t> dims, std::vector<float> data, uint32_t type = 0) {
+  void tensor(const std::string& name, std::vector<uint64_t> dims, std::vector<float> data,
+              uint32_t type = 0) {
     tensors.push_back({name, std::move(dims), type, std::move(data)});
   }
   std::string build() const {
@@ -327,7 +328,7 @@ void expect_patch_error(const test::TempDir& dir, std::string s, size_t pos, uin
   std::memcpy(s.data() + pos, &value, size_t(width));
   test::write_file(dir / "p.gguf", s);
   const std::string err = error_of(dir / "p.gguf");
-  EXPECT_NE(err.find(what), std::string::npos) << "got: '" << err << "', expected to mention '" << what << "'";
+  EXPECT_NE(err.find(what), std::string::npos) << "got '" << err << "', expected a mention of '" << what << "'";
   EXPECT_NE(err.find(dir / "p.gguf"), std::string::npos) << err;
 }
 
@@ -420,8 +421,10 @@ TEST(Imatrix, CanonicalKeys) {
       {"language_model.model.layers.5.experts.switch_glu.up_proj.weight", "layers.5.experts.gate_up"},
       {"language_model.model.layers.5.experts.switch_glu.down_proj.weight", "layers.5.experts.down"},
       {"model.language_model.layers.5.input_layernorm.weight", "layers.5.input_layernorm"},
-      {"model.language_model.layers.5.pre_feedforward_layernorm.weight", "layers.5.pre_feedforward_layernorm"},
-      {"language_model.model.layers.5.pre_feedforward_layernorm_2.weight", "layers.5.pre_feedforward_layernorm_2"},
+      {"model.language_model.layers.5.pre_feedforward_layernorm.weight",
+       "layers.5.pre_feedforward_layernorm"},
+      {"language_model.model.layers.5.pre_feedforward_layernorm_2.weight",
+       "layers.5.pre_feedforward_layernorm_2"},
       {"model.language_model.embed_tokens.weight", "embed_tokens"},
       {"lm_head.weight", "lm_head"},
       // unknown
