@@ -256,7 +256,7 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
 
   io::Checkpoint in(opt.input);
   const std::string cfg_path = (fs::path(in.dir()) / "config.json").string();
-  const nlohmann::json cfg_sorted = io::read_json_file(cfg_path);
+  (void)io::read_json_file(cfg_path);  // a clear error naming the file for a missing or bad config
   std::ifstream cfg_in(cfg_path);
   ordered_json cfg = ordered_json::parse(cfg_in);
   check(cfg.is_object(), cfg_path + ": not a JSON object");
@@ -364,7 +364,6 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
   for (const auto& [k, v] : cfg.items()) keys.push_back(k);
   std::sort(keys.begin(), keys.end());
   for (const auto& k : keys) sorted_cfg[k] = cfg[k];
-  (void)cfg_sorted;
 
   io::CheckpointWriter writer(opt.output, opt.force);
   writer.write_text_file("config.json", sorted_cfg.dump(2) + "\n");
