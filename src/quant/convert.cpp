@@ -21,6 +21,7 @@
 #include "quant/awq.h"
 #include "quant/imatrix.h"
 #include "quant/recipe.h"
+#include "quant/row_writer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
@@ -87,16 +88,6 @@ std::string override_key(const std::string& module) {
 
 bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-void store(DType dt, const float* in, int64_t n, uint8_t* out) {
-  if (dt == DType::F32) {
-    std::memcpy(out, in, size_t(n) * 4);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    const uint16_t h = dt == DType::BF16 ? f32_to_bf16(in[i]) : f32_to_f16(in[i]);
-    std::memcpy(out + 2 * i, &h, 2);
-  }
-}
 
 
 // AWQ with the reference's fixed ratio (s = imp^0.5) can make the importance-weighted error worse
@@ -389,7 +380,7 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
     by_name[p.spec.name] = &p;
     st.bytes_out += p.spec.nbytes();
   }
-  struct Packed { std::vector<uint8_t> words, scales, biases; int served = 0; };
+  struct Packed { PackedTensor t; int served = 0; };
   std::map<std::string, std::unique_ptr<Packed>> cache;
   uint64_t bytes_done = 0;
   size_t done = 0;
@@ -427,41 +418,15 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
     const Piece& p = *by_name.at(spec.name);
     const int64_t total_rows = p.slices * p.rows;
     if (p.part == Part::Dense) {
-      const int64_t block = 256;
-      const size_t esz = dtype_size(odt);
-      std::vector<uint8_t> buf(size_t(block * p.cols) * esz);
-      for (int64_t r0 = 0; r0 < total_rows; r0 += block) {
-        const int64_t n = std::min(block, total_rows - r0);
-        pool.parallel_for(size_t(n), [&](size_t b, size_t e, int) {
-          std::vector<float> row(static_cast<size_t>(p.cols));
-          for (size_t i = b; i < e; ++i) {
-            read_row(p, r0 + int64_t(i), row.data(), odt);
-            store(odt, row.data(), p.cols, &buf[i * size_t(p.cols) * esz]);
-          }
-        });
-        sink(buf.data(), size_t(n * p.cols) * esz);
-      }
+      write_dense_rows(total_rows, p.cols, odt, [&](int64_t r, float* out) { read_row(p, r, out, odt); }, pool, sink);
     } else {
       auto& q = cache[p.module];
       if (!q) {  // the first of .biases/.scales/.weight (adjacent in sorted order) quantizes the module
         q = std::make_unique<Packed>();
-        const int64_t wpr = p.cols * p.q.bits / 32, gpr = p.cols / p.q.group_size;
-        const size_t esz = dtype_size(odt);
-        q->words.resize(size_t(total_rows * wpr) * 4);
-        q->scales.resize(size_t(total_rows * gpr) * esz);
-        q->biases.resize(size_t(total_rows * gpr) * esz);
-        pool.parallel_for(size_t(total_rows), [&](size_t b, size_t e, int) {
-          std::vector<float> row(static_cast<size_t>(p.cols)), sc(static_cast<size_t>(gpr)), bi(static_cast<size_t>(gpr));
-          for (size_t i = b; i < e; ++i) {
-            read_row(p, int64_t(i), row.data(), odt);
-            quantize_row(row.data(), p.cols, p.q, rounding, reinterpret_cast<uint32_t*>(&q->words[i * size_t(wpr) * 4]),
-                         sc.data(), bi.data());
-            store(odt, sc.data(), gpr, &q->scales[i * size_t(gpr) * esz]);
-            store(odt, bi.data(), gpr, &q->biases[i * size_t(gpr) * esz]);
-          }
-        });
+        q->t = quantize_rows(total_rows, p.cols, p.q, rounding, odt,
+                             [&](int64_t r, float* out) { read_row(p, r, out, odt); }, pool);
       }
-      const auto& bytes = p.part == Part::Words ? q->words : p.part == Part::Scales ? q->scales : q->biases;
+      const auto& bytes = p.part == Part::Words ? q->t.words : p.part == Part::Scales ? q->t.scales : q->t.biases;
       sink(bytes.data(), bytes.size());
       if (++q->served == 3) cache.erase(p.module);
     }

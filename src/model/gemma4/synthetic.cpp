@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "model/gemma4/config.h"
 #include "quant/recipe.h"
+#include "quant/row_writer.h"
 
 using nlohmann::json;
 
@@ -120,14 +121,6 @@ void gen_row(const Source& s, uint64_t seed, int64_t e, int64_t r, float* out) {
   }
 }
 
-void store(DType dt, const float* in, int64_t n, uint8_t* out) {
-  if (dt == DType::F32) {
-    std::memcpy(out, in, size_t(n) * 4);
-    return;
-  }
-  uint16_t* o = reinterpret_cast<uint16_t*>(out);
-  for (int64_t i = 0; i < n; ++i) o[i] = dt == DType::BF16 ? f32_to_bf16(in[i]) : f32_to_f16(in[i]);
-}
 
 Gemma4Config parsed(const SyntheticOptions& opt) { return parse_config(base_config(opt), "config.json"); }
 
@@ -322,10 +315,9 @@ void write_synthetic_model(const std::string& out_dir, const SyntheticOptions& o
 
   // Quantized modules are computed whole on first touch and kept until all three parts are out
   // (they are adjacent in sorted order: .biases, .scales, .weight).
-  struct Quantized { std::vector<uint8_t> words, scales, biases; int served = 0; };
+  struct Quantized { quant::PackedTensor t; int served = 0; };
   std::map<std::string, std::unique_ptr<Quantized>> cache;
   size_t done = 0;
-  const int64_t rows_per_block = 64;
 
   io::ShardOptions so;
   so.max_shard_bytes = opt.max_shard_bytes;
@@ -337,42 +329,14 @@ void write_synthetic_model(const std::string& out_dir, const SyntheticOptions& o
     const int64_t E = std::max<int64_t>(1, s.experts), total_rows = E * p.rows;
     auto row_of = [&](int64_t i, float* out) { gen_row(s, opt.seed, i / p.rows, p.row0 + i % p.rows, out); };
     if (p.part == Part::Dense) {
-      const size_t esz = dtype_size(opt.dtype);
-      std::vector<uint8_t> buf(size_t(rows_per_block * s.cols) * esz);
-      for (int64_t r0 = 0; r0 < total_rows; r0 += rows_per_block) {
-        const int64_t n = std::min(rows_per_block, total_rows - r0);
-        pool.parallel_for(size_t(n), [&](size_t b, size_t e, int) {
-          std::vector<float> row(static_cast<size_t>(s.cols));
-          for (size_t i = b; i < e; ++i) {
-            row_of(r0 + int64_t(i), row.data());
-            store(opt.dtype, row.data(), s.cols, &buf[i * size_t(s.cols) * esz]);
-          }
-        });
-        sink(buf.data(), size_t(n * s.cols) * esz);
-      }
+      quant::write_dense_rows(total_rows, s.cols, opt.dtype, row_of, pool, sink);
     } else {
       auto& q = cache[p.module];
       if (!q) {
         q = std::make_unique<Quantized>();
-        const quant::Spec qs = p.q;
-        const int64_t wpr = s.cols * qs.bits / 32, gpr = s.cols / qs.group_size;
-        const size_t esz = dtype_size(opt.dtype);
-        q->words.resize(size_t(total_rows * wpr) * 4);
-        q->scales.resize(size_t(total_rows * gpr) * esz);
-        q->biases.resize(size_t(total_rows * gpr) * esz);
-        pool.parallel_for(size_t(total_rows), [&](size_t b, size_t e, int) {
-          std::vector<float> row(static_cast<size_t>(s.cols)), sc(static_cast<size_t>(gpr)), bi(static_cast<size_t>(gpr));
-          for (size_t i = b; i < e; ++i) {
-            row_of(int64_t(i), row.data());
-            quant::quantize_row(row.data(), s.cols, qs, quant::Rounding::Cpu,
-                                reinterpret_cast<uint32_t*>(&q->words[i * size_t(wpr) * 4]),
-                                sc.data(), bi.data());
-            store(opt.dtype, sc.data(), gpr, &q->scales[i * size_t(gpr) * esz]);
-            store(opt.dtype, bi.data(), gpr, &q->biases[i * size_t(gpr) * esz]);
-          }
-        });
+        q->t = quant::quantize_rows(total_rows, s.cols, p.q, quant::Rounding::Cpu, opt.dtype, row_of, pool);
       }
-      const auto& bytes = p.part == Part::Words ? q->words : p.part == Part::Scales ? q->scales : q->biases;
+      const auto& bytes = p.part == Part::Words ? q->t.words : p.part == Part::Scales ? q->t.scales : q->t.biases;
       sink(bytes.data(), bytes.size());
       if (++q->served == 3) cache.erase(p.module);
     }
