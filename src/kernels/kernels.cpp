@@ -42,7 +42,7 @@ float dot(const float* a, const float* b, int64_t n) {
 }
 }  // namespace
 
-void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, int64_t ldy,
+void matmul_reference(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, int64_t ldy,
             ThreadPool& pool) {
   const int64_t K = w.cols;
   pool.parallel_for(size_t(w.rows), [&](size_t r0, size_t r1, int) {

@@ -1,7 +1,8 @@
 // The op interface the forward pass is written against. It knows nothing of Gemma: matmul over
 // a weight view, norms, RoPE, activations, softmax and attention over a position-indexed cache.
-// All activations are f32 and all accumulation is f32. These are portable scalar kernels
-// (the reference); SIMD variants behind the same signatures are a later step (issue #6).
+// All activations are f32 and all accumulation is f32. matmul_reference is the portable scalar
+// reference for the SIMD matmul kernels of matmul.h; the other ops here are what the forward
+// pass calls (gelu_gate and softcap have Highway versions in vector_ops.h).
 #pragma once
 #include <cstdint>
 
@@ -11,7 +12,7 @@
 namespace mlxq::kernels {
 
 // y[t, n] = sum_k x[t, k] * W[n, k] for t < T; x is [T, ldx], y is [T, ldy].
-void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, int64_t ldy,
+void matmul_reference(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, int64_t ldy,
             ThreadPool& pool);
 
 // y = x * (mean(x^2) + eps)^-1/2 * w over n values (w == nullptr: no weight). In place is fine.

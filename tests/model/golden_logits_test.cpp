@@ -8,6 +8,7 @@
 #include "io/json_fields.h"
 #include "io/npy.h"
 #include "model/gemma4/model.h"
+#include "hwy_targets.h"
 #include "test_util.h"
 
 namespace mlxq::model::gemma4 {
@@ -18,7 +19,27 @@ std::vector<int32_t> golden_tokens(const std::string& seq) {
   return j.at(seq).get<std::vector<int32_t>>();
 }
 
-struct Diff { double max_abs = 0; int argmax_agree = 0; };
+struct Diff { double max_abs = 0; int argmax_agree = 0; double mean_kl = 0; };
+
+// KL(p_want || p_got) of one position's softmax distributions, in nats.
+double kl(const float* want, const float* got, int64_t V) {
+  double mw = -1e30, mg = -1e30;
+  for (int64_t v = 0; v < V; ++v) {
+    mw = std::max(mw, double(want[v]));
+    mg = std::max(mg, double(got[v]));
+  }
+  double sw = 0, sg = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    sw += std::exp(double(want[v]) - mw);
+    sg += std::exp(double(got[v]) - mg);
+  }
+  double k = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    const double lw = double(want[v]) - mw - std::log(sw), lg = double(got[v]) - mg - std::log(sg);
+    k += std::exp(lw) * (lw - lg);
+  }
+  return k;
+}
 
 Diff compare(const std::vector<float>& got, const std::vector<float>& want, int64_t T, int64_t V) {
   Diff d;
@@ -31,28 +52,55 @@ Diff compare(const std::vector<float>& got, const std::vector<float>& want, int6
       if (want[i] > want[size_t(t * V + aw)]) aw = v;
     }
     d.argmax_agree += ag == aw;
+    d.mean_kl += kl(&want[size_t(t * V)], &got[size_t(t * V)], V) / double(T);
   }
   return d;
 }
 
 class GoldenLogits : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
-TEST_P(GoldenLogits, MatchWithinTolerance) {
-  const auto& [ckpt, seq] = GetParam();
-  Model model(test::data_path("gemma4-tiny-a/" + ckpt), {2, 128});
+Diff run_golden(const std::string& ckpt, const std::string& seq, bool exact) {
+  ModelOptions opt;
+  opt.threads = 2;
+  opt.max_chunk = 128;
+  opt.exact = exact;
+  Model model(test::data_path("gemma4-tiny-a/" + ckpt), opt);
   const auto toks = golden_tokens(seq);
   const int64_t T = int64_t(toks.size()), V = model.config().vocab_size;
   auto cache = model.make_cache(T);
   std::vector<float> logits(size_t(T * V));
   model.forward(toks, cache, logits.data());
   const io::NpyF32 g = io::read_npy_f32(test::data_path("gemma4-tiny-a/goldens/logits_" + ckpt + "_" + seq + ".npy"));
-  ASSERT_EQ(g.shape, (std::vector<int64_t>{T, V}));
-  const Diff d = compare(logits, g.data, T, V);
-  // Acceptance: 2e-3. Observed ~1.5e-5 (f32 rounding); 2e-4 still leaves 10x headroom and
-  // catches every deviation in the golden README's table except the two eps-only ones.
-  EXPECT_LE(d.max_abs, 2e-4) << ckpt << " " << seq;
-  EXPECT_EQ(d.argmax_agree, T) << ckpt << " " << seq;
+  EXPECT_EQ(g.shape, (std::vector<int64_t>{T, V}));
+  if (g.shape != std::vector<int64_t>{T, V}) return {1e9, 0};
+  Diff d = compare(logits, g.data, T, V);
+  d.argmax_agree -= int(T);  // 0 when every position agrees
+  return d;
+}
+
+// Exact precision on every Highway target the CPU supports.
+TEST_P(GoldenLogits, ExactMatchesOnEveryTarget) {
+  const auto& [ckpt, seq] = GetParam();
+  for (int64_t target : test::hwy_targets()) {
+    test::ForceTarget force(target);
+    const Diff d = run_golden(ckpt, seq, true);
+    // Acceptance: 2e-3. Observed ~1.5e-5 (f32 rounding); 2e-4 still leaves 10x headroom and
+    // catches every deviation in the golden README's table except the two eps-only ones.
+    EXPECT_LE(d.max_abs, 2e-4) << ckpt << " " << seq << " " << hwy::TargetName(target);
+    EXPECT_EQ(d.argmax_agree, 0) << ckpt << " " << seq << " " << hwy::TargetName(target);
+    RecordProperty(std::string("max_abs_diff_") + hwy::TargetName(target), std::to_string(d.max_abs));
+  }
+}
+
+// The default (Fast: int8 activations into quantized matmuls) stays close to the goldens. The
+// random tiny model amplifies any perturbation (see the AWQ bf16 note), so the bar is on the
+// distributions: observed mean KL 0.007 (S1) and 0.033 (S2) nats for mlx-q; hf (bf16, no int8 path) is exact.
+TEST_P(GoldenLogits, FastStaysClose) {
+  const auto& [ckpt, seq] = GetParam();
+  const Diff d = run_golden(ckpt, seq, false);
+  EXPECT_LE(d.mean_kl, ckpt == "hf" ? 1e-8 : 0.06) << ckpt << " " << seq;
   RecordProperty("max_abs_diff", std::to_string(d.max_abs));
+  RecordProperty("mean_kl", std::to_string(d.mean_kl));
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyA, GoldenLogits,

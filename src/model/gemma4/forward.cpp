@@ -1,17 +1,22 @@
 // The Gemma-4 text forward pass, op by op in the order of gemma4-architecture.md §4-§5.
 // Shapes: T tokens in this chunk, H hidden, D head dim of the layer, nq query heads, nkv KV
-// heads, I dense intermediate, E experts, Ie expert intermediate. Activations are f32.
+// heads, I dense intermediate, E experts, Ie expert intermediate, K experts per token.
+// Activations are f32; the inputs of weight matmuls are also quantized to int8 in Fast precision
+// (kernels/matmul.h). Matmuls that share an input run as one parallel job.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "core/error.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul.h"
+#include "kernels/vector_ops.h"
 #include "model/gemma4/model.h"
 
 namespace mlxq::model::gemma4 {
 
 namespace k = kernels;
+using k::MatmulTask;
 
 // Every buffer the forward pass touches, sized once for max_chunk tokens.
 struct Model::Workspace {
@@ -30,9 +35,20 @@ struct Model::Workspace {
   std::vector<int32_t> exp_count;   // [E] tokens routed to each expert in this chunk
   std::vector<int32_t> exp_tok;     // [E, T] which tokens
   std::vector<float> exp_w;         // [E, T] with which weight
-  std::vector<float> xe, ye;        // [T, H] gathered expert input / expert output
+  std::vector<int32_t> exp_base;    // [E] first row of each routed expert in eg/eu/ye
+  std::vector<float> eg, eu;        // [T*K, Ie] expert gate / up (then gelu(gate)*up)
+  std::vector<float> ye;            // [T*K, H] expert outputs
+  std::vector<float> xe;            // [T, H] gathered expert input (only for the observer)
   std::vector<std::vector<float>> scores;  // per worker: attention scores
   std::vector<std::vector<float>> inv_freq;  // per layer: RoPE inverse frequencies
+  std::vector<int> rope_slot;                // per layer: which table below holds its angles
+  std::vector<int64_t> rope_layer;           // per table: a layer that uses it
+  std::vector<std::vector<float>> rope_cos, rope_sin;  // per distinct inv_freq: [T, D/2]
+  k::ActivationBuffer act_h;        // int8 form of [T, H] inputs
+  k::ActivationBuffer act_wide;     // int8 form of [T, nq*D] attention output
+  k::ActivationBuffer act_ff;       // int8 form of [T*K, max(I, Ie)] MLP / expert hidden
+  std::vector<MatmulTask> tasks;    // one job's matmuls (capacity fixed at construction)
+  std::vector<k::Matrix> views;     // expert matrices of the current job (same)
 };
 
 Model::Model(const std::string& path, ModelOptions opt) : opt_(opt) {
@@ -48,12 +64,31 @@ Model::Model(const std::string& path, ModelOptions opt) : opt_(opt) {
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     qmax = std::max(qmax, nq * cfg_.layer_head_dim(l));
     kvmax = std::max(kvmax, cfg_.layer_kv_heads(l) * cfg_.layer_head_dim(l));
-    ws_->inv_freq.push_back(cfg_.inv_freq(l));
+      ws_->inv_freq.push_back(cfg_.inv_freq(l));
+    int slot = -1;
+    for (int64_t j = 0; j < l && slot < 0; ++j)
+      if (ws_->inv_freq[size_t(j)] == ws_->inv_freq.back()) slot = ws_->rope_slot[size_t(j)];
+    if (slot < 0) {
+      slot = int(ws_->rope_cos.size());
+      ws_->rope_layer.push_back(l);
+      ws_->rope_cos.emplace_back(size_t(T * (cfg_.layer_head_dim(l) / 2)));
+      ws_->rope_sin.emplace_back(size_t(T * (cfg_.layer_head_dim(l) / 2)));
+    }
+    ws_->rope_slot.push_back(slot);
   }
   const int64_t imax = std::max(cfg_.intermediate_size, cfg_.moe_intermediate_size);
   const int64_t E = cfg_.num_experts, K = cfg_.top_k_experts;
   auto sz = [](int64_t n) { return size_t(n); };
-  for (auto* v : {&ws_->x, &ws_->h, &ws_->a, &ws_->o, &ws_->m, &ws_->xe, &ws_->ye}) v->resize(sz(T * H));
+  for (auto* v : {&ws_->x, &ws_->h, &ws_->a, &ws_->o, &ws_->m, &ws_->xe}) v->resize(sz(T * H));
+  ws_->ye.resize(sz(T * K * H));
+  ws_->eg.resize(sz(T * K * cfg_.moe_intermediate_size));
+  ws_->eu.resize(sz(T * K * cfg_.moe_intermediate_size));
+  ws_->exp_base.resize(sz(E));
+  ws_->act_h.reserve(T, H);
+  ws_->act_wide.reserve(T, qmax);
+  ws_->act_ff.reserve(T * K, imax);
+  ws_->tasks.reserve(sz(3 * E + 8));
+  ws_->views.reserve(sz(3 * E + 8));
   ws_->q.resize(sz(T * qmax));
   ws_->attn.resize(sz(T * qmax));
   ws_->kr.resize(sz(T * kvmax));
@@ -106,18 +141,34 @@ void Model::forward_chunk(const int32_t* tokens, int64_t T, KvCache& cache, floa
     w_.embed_tokens.row_f32(tokens[t], xt);
     for (int64_t i = 0; i < H; ++i) xt[i] *= scale;
   }
+  rope_tables(T, p0);
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) decoder_layer(l, T, p0, cache);
   cache.advance(T);
   if (!logits) return;
 
   const int64_t first = all ? 0 : T - 1, rows = T - first;
   for (int64_t t = 0; t < rows; ++t)
-    k::rms_norm(&ws.x[size_t((first + t) * H)], w_.final_norm.data(), H, float(cfg_.rms_norm_eps),
-                &ws.a[size_t(t * H)]);
-  k::matmul(w_.embed_tokens, ws.a.data(), rows, H, logits, V, *pool_);  // [rows, V]
-  if (cfg_.final_logit_softcapping > 0) {
-    const float cap = float(cfg_.final_logit_softcapping);
-    for (int64_t i = 0; i < rows * V; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+    k::simd::rms_norm(&ws.x[size_t((first + t) * H)], w_.final_norm.data(), H, float(cfg_.rms_norm_eps),
+                      &ws.a[size_t(t * H)]);
+  const k::Activations a = ws.act_h.prepare(ws.a.data(), rows, H, H, precision());
+  const MatmulTask lm_head{&w_.embed_tokens, a, logits, V};  // [rows, V]
+  k::matmul(std::span<const MatmulTask>(&lm_head, 1), precision(), *pool_);
+  if (cfg_.final_logit_softcapping > 0) k::simd::softcap(logits, rows * V, float(cfg_.final_logit_softcapping));
+}
+
+// cos/sin of pos * inv_freq for this chunk's positions, once per distinct inv_freq (the sliding
+// and the full layers), instead of once per head and layer.
+void Model::rope_tables(int64_t T, int64_t p0) {
+  Workspace& ws = *ws_;
+  for (size_t slot = 0; slot < ws.rope_cos.size(); ++slot) {
+    const std::vector<float>& inv = ws.inv_freq[size_t(ws.rope_layer[slot])];
+    const int64_t half = int64_t(inv.size());
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < half; ++i) {
+        const float ang = float(p0 + t) * inv[size_t(i)];
+        ws.rope_cos[slot][size_t(t * half + i)] = inv[size_t(i)] == 0.0f ? 1.0f : std::cos(ang);
+        ws.rope_sin[slot][size_t(t * half + i)] = inv[size_t(i)] == 0.0f ? 0.0f : std::sin(ang);
+      }
   }
 }
 
@@ -139,7 +190,7 @@ void Model::decoder_layer(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
     float* o = &ws.o[size_t(t * H)];
     const float* m = &ws.m[size_t(t * H)];
     for (int64_t i = 0; i < H; ++i) o[i] += m[i];
-    k::rms_norm(o, L.post_feedforward_layernorm.data(), H, eps, o);
+    k::simd::rms_norm(o, L.post_feedforward_layernorm.data(), H, eps, o);
     const float* h = &ws.h[size_t(t * H)];
     float* x = &ws.x[size_t(t * H)];
     for (int64_t i = 0; i < H; ++i) x[i] = (h[i] + o[i]) * L.layer_scalar;
@@ -154,38 +205,44 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
   const int64_t nq = cfg_.num_attention_heads, group = nq / nkv;
   const float eps = float(cfg_.rms_norm_eps);
   const bool sliding = cfg_.is_sliding(l);
-  const float* inv_freq = ws.inv_freq[size_t(l)].data();
+  const std::vector<float>& rc = ws.rope_cos[size_t(ws.rope_slot[size_t(l)])];
+  const std::vector<float>& rs = ws.rope_sin[size_t(ws.rope_slot[size_t(l)])];
   KvCache::Layer& C = cache.layer(l);
 
   for (int64_t t = 0; t < T; ++t)  // 1: a = RMSNorm(x; input_layernorm)
-    k::rms_norm(&ws.x[size_t(t * H)], L.input_layernorm.data(), H, eps, &ws.a[size_t(t * H)]);
+    k::simd::rms_norm(&ws.x[size_t(t * H)], L.input_layernorm.data(), H, eps, &ws.a[size_t(t * H)]);
   if (observer_) {
     observer_(l, "self_attn.q_proj", -1, ws.a.data(), T, H);
     observer_(l, "self_attn.k_proj", -1, ws.a.data(), T, H);
     if (L.v_proj.rows > 0) observer_(l, "self_attn.v_proj", -1, ws.a.data(), T, H);
   }
-  k::matmul(L.q_proj, ws.a.data(), T, H, ws.q.data(), nq * D, *pool_);     // 2: [T, nq*D]
-  k::matmul(L.k_proj, ws.a.data(), T, H, ws.kr.data(), nkv * D, *pool_);   // 3: [T, nkv*D]
-  const float* vr = ws.kr.data();                                          // 4: K=V on full layers
+  const k::Activations a = ws.act_h.prepare(ws.a.data(), T, H, H, precision());
+  ws.tasks.clear();
+  ws.tasks.push_back({&L.q_proj, a, ws.q.data(), nq * D});     // 2: [T, nq*D]
+  ws.tasks.push_back({&L.k_proj, a, ws.kr.data(), nkv * D});   // 3: [T, nkv*D]
+  const float* vr = ws.kr.data();                              // 4: K=V on full layers
   if (L.v_proj.rows > 0) {
-    k::matmul(L.v_proj, ws.a.data(), T, H, ws.vr.data(), nkv * D, *pool_);
+    ws.tasks.push_back({&L.v_proj, a, ws.vr.data(), nkv * D});
     vr = ws.vr.data();
   }
+  k::matmul(ws.tasks, precision(), *pool_);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t pos = p0 + t;
+    const float* cs = &rc[size_t(t * (D / 2))];
+    const float* sn = &rs[size_t(t * (D / 2))];
     for (int64_t hq = 0; hq < nq; ++hq) {  // 2: q = RoPE(RMSNorm_head(q; q_norm))
       float* q = &ws.q[size_t((t * nq + hq) * D)];
-      k::rms_norm(q, L.q_norm.data(), D, eps, q);
-      k::rope_neox(q, D, inv_freq, pos);
+      k::simd::rms_norm(q, L.q_norm.data(), D, eps, q);
+      k::simd::rope_neox(q, D, cs, sn);
     }
     const int64_t slot = pos % C.ring;
     for (int64_t hk = 0; hk < nkv; ++hk) {  // 5-7: cache k = RoPE(k_norm(kr)), v = v_norm(vr)
       const int64_t off = (t * nkv + hk) * D;
       float* kc = &C.k[size_t(slot * C.stride + hk * D)];
       float* vc = &C.v[size_t(slot * C.stride + hk * D)];
-      k::rms_norm(vr + off, nullptr, D, eps, vc);
-      k::rms_norm(&ws.kr[size_t(off)], L.k_norm.data(), D, eps, kc);
-      k::rope_neox(kc, D, inv_freq, pos);
+      k::simd::rms_norm(vr + off, nullptr, D, eps, vc);
+      k::simd::rms_norm(&ws.kr[size_t(off)], L.k_norm.data(), D, eps, kc);
+      k::simd::rope_neox(kc, D, cs, sn);
     }
   }
   // 8: softmax(q k^T * 1.0 + mask) v, per query head; head hq reads KV head hq / group.
@@ -196,16 +253,18 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
       const int64_t t = int64_t(i) / nq, hq = int64_t(i) % nq, hk = hq / group;
       const int64_t pos = p0 + t;
       const int64_t begin = sliding ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
-      k::attend(&ws.q[size_t((t * nq + hq) * D)], D, C.k.data() + hk * D, C.v.data() + hk * D,
-                C.stride, C.ring, begin, pos + 1, 1.0f, scores.data(),
-                &ws.attn[size_t((t * nq + hq) * D)]);
+      k::simd::attend(&ws.q[size_t((t * nq + hq) * D)], D, C.k.data() + hk * D, C.v.data() + hk * D,
+                      C.stride, C.ring, begin, pos + 1, 1.0f, scores.data(),
+                      &ws.attn[size_t((t * nq + hq) * D)]);
     }
   });
   if (observer_) observer_(l, "self_attn.o_proj", -1, ws.attn.data(), T, nq * D);
-  k::matmul(L.o_proj, ws.attn.data(), T, nq * D, ws.o.data(), H, *pool_);  // 9: [T, H]
+  const MatmulTask o_proj{&L.o_proj, ws.act_wide.prepare(ws.attn.data(), T, nq * D, nq * D, precision()),
+                          ws.o.data(), H};  // 9: [T, H]
+  k::matmul(std::span<const MatmulTask>(&o_proj, 1), precision(), *pool_);
   for (int64_t t = 0; t < T; ++t) {  // 9-10: h = x + RMSNorm(o; post_attention_layernorm)
     float* o = &ws.o[size_t(t * H)];
-    k::rms_norm(o, L.post_attention_layernorm.data(), H, eps, o);
+    k::simd::rms_norm(o, L.post_attention_layernorm.data(), H, eps, o);
     const float* x = &ws.x[size_t(t * H)];
     float* h = &ws.h[size_t(t * H)];
     for (int64_t i = 0; i < H; ++i) h[i] = x[i] + o[i];
@@ -218,19 +277,23 @@ void Model::dense_mlp(int64_t l, const LayerWeights& L, int64_t T) {
   const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size;
   const float eps = float(cfg_.rms_norm_eps);
   for (int64_t t = 0; t < T; ++t)
-    k::rms_norm(&ws.h[size_t(t * H)], L.pre_feedforward_layernorm.data(), H, eps, &ws.a[size_t(t * H)]);
+    k::simd::rms_norm(&ws.h[size_t(t * H)], L.pre_feedforward_layernorm.data(), H, eps, &ws.a[size_t(t * H)]);
   if (observer_) {
     observer_(l, "mlp.gate_proj", -1, ws.a.data(), T, H);
     observer_(l, "mlp.up_proj", -1, ws.a.data(), T, H);
   }
-  k::matmul(L.mlp_gate, ws.a.data(), T, H, ws.gate.data(), I, *pool_);  // [T, I]
-  k::matmul(L.mlp_up, ws.a.data(), T, H, ws.up.data(), I, *pool_);      // [T, I]
-  k::gelu_gate(ws.gate.data(), ws.up.data(), T * I, ws.gate.data());
+  const k::Activations a = ws.act_h.prepare(ws.a.data(), T, H, H, precision());
+  ws.tasks.clear();
+  ws.tasks.push_back({&L.mlp_gate, a, ws.gate.data(), I});  // [T, I]
+  ws.tasks.push_back({&L.mlp_up, a, ws.up.data(), I});      // [T, I]
+  k::matmul(ws.tasks, precision(), *pool_);
+  k::simd::gelu_gate(ws.gate.data(), ws.up.data(), T * I, ws.gate.data());
   if (observer_) observer_(l, "mlp.down_proj", -1, ws.gate.data(), T, I);
-  k::matmul(L.mlp_down, ws.gate.data(), T, I, ws.o.data(), H, *pool_);  // [T, H]
+  const MatmulTask down{&L.mlp_down, ws.act_ff.prepare(ws.gate.data(), T, I, I, precision()), ws.o.data(), H};
+  k::matmul(std::span<const MatmulTask>(&down, 1), precision(), *pool_);  // [T, H]
   for (int64_t t = 0; t < T; ++t) {
     float* o = &ws.o[size_t(t * H)];
-    k::rms_norm(o, L.post_feedforward_layernorm_1.data(), H, eps, o);
+    k::simd::rms_norm(o, L.post_feedforward_layernorm_1.data(), H, eps, o);
   }
 }
 
@@ -242,11 +305,12 @@ void Model::route(int64_t l, const LayerWeights& L, int64_t T) {
   const float eps = float(cfg_.rms_norm_eps), inv_sqrt_h = 1.0f / std::sqrt(float(H));
   for (int64_t t = 0; t < T; ++t) {
     float* a = &ws.a[size_t(t * H)];
-    k::rms_norm(&ws.h[size_t(t * H)], nullptr, H, eps, a);
+    k::simd::rms_norm(&ws.h[size_t(t * H)], nullptr, H, eps, a);
     for (int64_t i = 0; i < H; ++i) a[i] = a[i] * L.router_scale[size_t(i)] * inv_sqrt_h;
   }
   if (observer_) observer_(l, "router.proj", -1, ws.a.data(), T, H);
-  k::matmul(L.router_proj, ws.a.data(), T, H, ws.router.data(), E, *pool_);  // [T, E]
+  const MatmulTask router{&L.router_proj, ws.act_h.prepare(ws.a.data(), T, H, H, precision()), ws.router.data(), E};
+  k::matmul(std::span<const MatmulTask>(&router, 1), precision(), *pool_);  // [T, E]
   std::vector<int32_t>& idx = ws.exp_tok;  // scratch: E entries are enough here
   for (int64_t t = 0; t < T; ++t) {
     float* p = &ws.router[size_t(t * E)];
@@ -265,14 +329,16 @@ void Model::route(int64_t l, const LayerWeights& L, int64_t T) {
   }
 }
 
-// §5.2 step 13: each routed expert runs once over the tokens of this chunk that chose it.
+// §5.2 step 13: Expert_e(u) = down_e(gelu_tanh(gate_e u) * up_e u) for every routed expert,
+// over the tokens of this chunk that chose it. Each routed expert's weights are read once per
+// chunk; all experts' gate/up run as one parallel job, then all downs.
 void Model::experts(int64_t l, const LayerWeights& L, int64_t T) {
   Workspace& ws = *ws_;
   const int64_t H = cfg_.hidden_size, E = cfg_.num_experts, K = cfg_.top_k_experts;
   const int64_t Ie = cfg_.moe_intermediate_size;
   const float eps = float(cfg_.rms_norm_eps);
   for (int64_t t = 0; t < T; ++t)  // u = RMSNorm(h; pre_feedforward_layernorm_2)
-    k::rms_norm(&ws.h[size_t(t * H)], L.pre_feedforward_layernorm_2.data(), H, eps, &ws.a[size_t(t * H)]);
+    k::simd::rms_norm(&ws.h[size_t(t * H)], L.pre_feedforward_layernorm_2.data(), H, eps, &ws.a[size_t(t * H)]);
   std::fill(ws.exp_count.begin(), ws.exp_count.end(), 0);
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t j = 0; j < K; ++j) {
@@ -282,32 +348,56 @@ void Model::experts(int64_t l, const LayerWeights& L, int64_t T) {
       ws.exp_w[size_t(e * T + n)] = ws.top_w[size_t(t * K + j)];
     }
   }
-  std::fill(ws.m.begin(), ws.m.begin() + T * H, 0.0f);
+  const k::Activations u = ws.act_h.prepare(ws.a.data(), T, H, H, precision());
+  ws.tasks.clear();
+  ws.views.clear();
+  int64_t rows = 0;  // routed (expert, token) pairs so far: T*K in all
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = ws.exp_count[size_t(e)];
     if (n == 0) continue;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t t = ws.exp_tok[size_t(e * T + i)];
-      std::copy_n(&ws.a[size_t(t * H)], H, &ws.xe[size_t(i * H)]);
+    ws.exp_base[size_t(e)] = int32_t(rows);
+    if (observer_) {
+      for (int64_t i = 0; i < n; ++i)
+        std::copy_n(&ws.a[size_t(ws.exp_tok[size_t(e * T + i)] * H)], H, &ws.xe[size_t(i * H)]);
+      observer_(l, "experts.gate_up", e, ws.xe.data(), n, H);
     }
-    // Expert_e(u) = down_e(gelu_tanh(gate_e u) * up_e u)
-    if (observer_) observer_(l, "experts.gate_up", e, ws.xe.data(), n, H);
-    k::matmul(L.expert_gate.expert(e), ws.xe.data(), n, H, ws.gate.data(), Ie, *pool_);
-    k::matmul(L.expert_up.expert(e), ws.xe.data(), n, H, ws.up.data(), Ie, *pool_);
-    k::gelu_gate(ws.gate.data(), ws.up.data(), n * Ie, ws.gate.data());
-    if (observer_) observer_(l, "experts.down", e, ws.gate.data(), n, Ie);
-    k::matmul(L.expert_down.expert(e), ws.gate.data(), n, Ie, ws.ye.data(), H, *pool_);
+    const k::Activations ue = u.rows(&ws.exp_tok[size_t(e * T)], n);
+    ws.views.push_back(L.expert_gate.expert(e));
+    ws.tasks.push_back({&ws.views.back(), ue, &ws.eg[size_t(rows * Ie)], Ie});
+    ws.views.push_back(L.expert_up.expert(e));
+    ws.tasks.push_back({&ws.views.back(), ue, &ws.eu[size_t(rows * Ie)], Ie});
+    rows += n;
+  }
+  k::matmul(ws.tasks, precision(), *pool_);
+  k::simd::gelu_gate(ws.eg.data(), ws.eu.data(), rows * Ie, ws.eg.data());
+
+  const k::Activations g = ws.act_ff.prepare(ws.eg.data(), rows, Ie, Ie, precision());
+  ws.tasks.clear();
+  ws.views.clear();
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = ws.exp_count[size_t(e)];
+    if (n == 0) continue;
+    const int64_t base = ws.exp_base[size_t(e)];
+    if (observer_) observer_(l, "experts.down", e, &ws.eg[size_t(base * Ie)], n, Ie);
+    ws.views.push_back(L.expert_down.expert(e));
+    ws.tasks.push_back({&ws.views.back(), g.slice(base, n), &ws.ye[size_t(base * H)], H});
+  }
+  k::matmul(ws.tasks, precision(), *pool_);
+
+  std::fill(ws.m.begin(), ws.m.begin() + T * H, 0.0f);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = ws.exp_count[size_t(e)];
     for (int64_t i = 0; i < n; ++i) {
       const int64_t t = ws.exp_tok[size_t(e * T + i)];
       const float wt = ws.exp_w[size_t(e * T + i)];
       float* m = &ws.m[size_t(t * H)];
-      const float* y = &ws.ye[size_t(i * H)];
+      const float* y = &ws.ye[size_t((ws.exp_base[size_t(e)] + i) * H)];
       for (int64_t c = 0; c < H; ++c) m[c] += wt * y[c];
     }
   }
   for (int64_t t = 0; t < T; ++t) {
     float* m = &ws.m[size_t(t * H)];
-    k::rms_norm(m, L.post_feedforward_layernorm_2.data(), H, eps, m);
+    k::simd::rms_norm(m, L.post_feedforward_layernorm_2.data(), H, eps, m);
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
+#include "kernels/matmul.h"
 #include "model/gemma4/config.h"
 #include "model/gemma4/kv_cache.h"
 #include "model/gemma4/weights.h"
@@ -20,6 +21,9 @@ namespace mlxq::model::gemma4 {
 struct ModelOptions {
   int threads = 0;           // 0: all hardware threads
   int64_t max_chunk = 256;   // tokens per prefill step (the workspace is sized for it)
+  // Exact: f32 activations everywhere (the golden-logit path). Fast (default): the inputs of
+  // quantized matmuls are int8 (kernels/matmul.h); the KV cache is f32 in both.
+  bool exact = false;
 };
 
 class Model {
@@ -31,6 +35,7 @@ class Model {
   const Gemma4Weights& weights() const { return w_; }
   const io::Checkpoint& checkpoint() const { return *ckpt_; }
   ThreadPool& pool() { return *pool_; }
+  kernels::Precision precision() const { return opt_.exact ? kernels::Precision::Exact : kernels::Precision::Fast; }
   int64_t max_chunk() const { return opt_.max_chunk; }
 
   KvCache make_cache(int64_t max_context) const { return KvCache(cfg_, max_context, opt_.max_chunk); }
@@ -55,6 +60,7 @@ class Model {
  private:
   struct Workspace;
   void forward_chunk(const int32_t* tokens, int64_t T, KvCache& cache, float* logits, bool all);
+  void rope_tables(int64_t T, int64_t p0);
   void decoder_layer(int64_t l, int64_t T, int64_t p0, KvCache& cache);
   void attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache);
   void dense_mlp(int64_t l, const LayerWeights& L, int64_t T);

@@ -1,0 +1,171 @@
+// matmul: picks a kernel per task (matmul_q8.h), splits all tasks' rows over the pool by cost
+// (weight bytes plus arithmetic), and quantizes activations for the int8 kernel.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/matmul_q8.h"
+
+namespace mlxq::kernels {
+
+namespace {
+
+bool cpu_has_q8_isa() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+         __builtin_cpu_supports("avx512vbmi");
+#else
+  return false;
+#endif
+}
+
+std::atomic<bool> g_q8_enabled{true};
+
+bool use_q8(const Matrix& w, const Activations& x, Precision p) {
+  return p == Precision::Fast && x.q != nullptr && w.quantized && q8_kernel_supported() &&
+         g_q8_enabled.load(std::memory_order_relaxed) &&
+         (w.spec.group_size == 64 || w.spec.group_size == 128) && w.cols % 64 == 0 &&
+         w.cols <= 64 * q8::kMaxBlocks;
+}
+
+// Cost of one row of a task in "bytes": what it streams plus its arithmetic, roughly weighted.
+int64_t row_cost(const MatmulTask& t, Precision p) {
+  const Matrix& w = *t.w;
+  const int64_t bytes = int64_t(w.row_bytes + (w.quantized ? 2 * w.sb_row_bytes : 0));
+  const int64_t macs = t.x.T * w.cols;
+  return bytes + (use_q8(w, t.x, p) ? macs / 4 : macs / 2) + 64;
+}
+
+// Rows of a task that lie before cost c (rounded to a multiple of 4, the int8 kernel's tile).
+int64_t rows_before(int64_t c, int64_t start, int64_t unit, int64_t rows) {
+  if (c <= start) return 0;
+  if (c >= start + unit * rows) return rows;
+  int64_t r = (c - start) / unit;
+  r = (r + 2) / 4 * 4;
+  return std::min(r, rows);
+}
+
+}  // namespace
+
+bool q8_kernel_supported() {
+  static const bool ok = cpu_has_q8_isa();
+  return ok;
+}
+void set_q8_kernel_enabled(bool on) { g_q8_enabled.store(on); }
+
+std::string kernel_name(const Matrix& w, Precision p) {
+  Activations probe;
+  probe.q = reinterpret_cast<const int8_t*>(&probe);  // any non-null: "int8 form present"
+  if (w.cols % 64 == 0 && use_q8(w, probe, p)) return "q8-avx512";
+  return std::string("f32-hwy:") + hwy_kernels::target_name();
+}
+
+void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s) {
+  for (int64_t b = 0; b < K / 64; ++b) {
+    const float* xb = x + 64 * b;
+    float amax = 0;
+    for (int i = 0; i < 64; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float db = amax / 127.0f;
+    const float id = db > 0 ? 1.0f / db : 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 64; ++i) {
+      q[64 * b + i] = int8_t(std::nearbyint(xb[i] * id));
+      sum += q[64 * b + i];
+    }
+    d[b] = db;
+    s[b] = db * float(sum);
+  }
+}
+
+void ActivationBuffer::reserve(int64_t max_rows, int64_t max_k) {
+  q_.resize(size_t(max_rows * max_k));
+  d_.resize(size_t(max_rows * (max_k / 64 + 1)));
+  s_.resize(d_.size());
+}
+
+Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int64_t ldx,
+                                      Precision p) {
+  Activations a;
+  a.T = T;
+  a.K = K;
+  a.x = x;
+  a.ldx = ldx;
+  if (p != Precision::Fast || K % 64 != 0 || !q8_kernel_supported()) return a;
+  check(size_t(T * K) <= q_.size(), "activation buffer too small for " + std::to_string(T) + "x" +
+                                        std::to_string(K));
+  const int64_t nb = K / 64;
+  for (int64_t t = 0; t < T; ++t)
+    quantize_row_q8(x + t * ldx, K, &q_[size_t(t * K)], &d_[size_t(t * nb)], &s_[size_t(t * nb)]);
+  a.q = q_.data();
+  a.d = d_.data();
+  a.s = s_.data();
+  return a;
+}
+
+void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p) {
+  if (r0 >= r1 || t.x.T == 0) return;
+  if (use_q8(*t.w, t.x, p)) {
+    q8::matmul_rows_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
+  } else {
+    hwy_kernels::matmul_rows_f32(*t.w, t.x, r0, r1, t.y, t.ldy);
+  }
+}
+
+void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
+  thread_local std::vector<int64_t> start, unit;  // grows to the largest task list once
+  const size_t n = tasks.size();
+  if (start.size() < n + 1) {
+    start.resize(n + 1);
+    unit.resize(n + 1);
+  }
+  int64_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const MatmulTask& t = tasks[i];
+    check(t.x.K == t.w->cols, "matmul: activations have " + std::to_string(t.x.K) +
+                                  " columns, weight " + (t.w->name ? *t.w->name : std::string("?")) +
+                                  " has " + std::to_string(t.w->cols));
+    start[i] = total;
+    unit[i] = row_cost(t, p);
+    total += unit[i] * t.w->rows;
+  }
+  const int parts = pool.size();
+  const int64_t* st = start.data();  // thread_local: the workers must see this thread's copy
+  const int64_t* un = unit.data();
+  pool.parallel_for(size_t(parts), [&](size_t b, size_t e, int) {
+    for (size_t part = b; part < e; ++part) {
+      const int64_t c0 = total / parts * int64_t(part) + total % parts * int64_t(part) / parts;
+      const int64_t c1 = total / parts * int64_t(part + 1) + total % parts * int64_t(part + 1) / parts;
+      for (size_t i = 0; i < n; ++i) {
+        const int64_t rows = tasks[i].w->rows;
+        if (st[i] >= c1) break;
+        if (st[i] + un[i] * rows <= c0) continue;
+        matmul_rows(tasks[i], rows_before(c0, st[i], un[i], rows), rows_before(c1, st[i], un[i], rows), p);
+      }
+    }
+  });
+}
+
+void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, int64_t ldy,
+            ThreadPool& pool, Precision p) {
+  MatmulTask t;
+  t.w = &w;
+  t.x.T = T;
+  t.x.K = w.cols;
+  t.x.x = x;
+  t.x.ldx = ldx;
+  t.y = y;
+  t.ldy = ldy;
+  if (p == Precision::Fast && w.quantized && w.cols % 64 == 0 && q8_kernel_supported()) {
+    thread_local ActivationBuffer buf;
+    buf.reserve(T, w.cols);
+    t.x = buf.prepare(x, T, w.cols, ldx, p);
+  }
+  matmul(std::span<const MatmulTask>(&t, 1), p, pool);
+}
+
+}  // namespace mlxq::kernels

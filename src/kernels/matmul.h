@@ -1,0 +1,101 @@
+// The matmul interface the forward pass uses: y[t, r] = sum_k x[t, k] * W[r, k] for a batch of
+// weight matrices ("tasks") that run as one parallel job, so q/k/v, gate/up and the routed
+// experts each cost one wake-up of the thread pool. Rows are split across threads by the bytes
+// and work they need, so every core streams weights all the time.
+//
+// Two precisions:
+//  - Fast: activations are quantized to int8 in blocks of 64 (one f32 scale each, plus the block
+//    sum of the quantized values for the affine bias term) and quantized weights are multiplied
+//    as integers
+//    (AVX-512 VNNI/VBMI); dense weights use f32 arithmetic. Matrices the int8 kernel cannot take
+//    (group size 32, K not a multiple of 64, a CPU without VNNI/VBMI) use the Exact kernels.
+//  - Exact: f32 activations, weights dequantized to f32 (Highway, any target).
+// kernels.cpp keeps the scalar reference (matmul_reference) every kernel is tested against.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/matrix.h"
+
+namespace mlxq::kernels {
+
+enum class Precision { Fast, Exact };
+
+// The input rows of a matmul. Row t is x + row(t) * ldx (and the matching int8 rows), where
+// row(t) = idx ? idx[t] : t, so routed experts read their tokens in place (no gather copy).
+struct Activations {
+  int64_t T = 0, K = 0;
+  const float* x = nullptr;
+  int64_t ldx = 0;
+  const int32_t* idx = nullptr;
+  // The int8 form (Fast precision, K % 64 == 0): row stride K, and K/64 scales d and sums s.
+  const int8_t* q = nullptr;
+  const float* d = nullptr;
+  const float* s = nullptr;
+  int64_t row(int64_t t) const { return idx ? idx[t] : t; }
+  // Rows [r0, r0+n) of an ungathered batch.
+  Activations slice(int64_t r0, int64_t n) const {
+    Activations a = *this;
+    a.T = n;
+    a.x += r0 * ldx;
+    if (q) {
+      a.q += r0 * K;
+      a.d += r0 * (K / 64);
+      a.s += r0 * (K / 64);
+    }
+    return a;
+  }
+  // The rows index[0..n) of this batch (routed experts read their tokens in place).
+  Activations rows(const int32_t* index, int64_t n) const {
+    Activations a = *this;
+    a.idx = index;
+    a.T = n;
+    return a;
+  }
+};
+
+// Owns the int8 copy of up to max_rows x K activations; allocated once, reused every token.
+class ActivationBuffer {
+ public:
+  void reserve(int64_t max_rows, int64_t max_k);
+  // Wraps x[T, K] (row stride ldx); with Fast precision (and K % 64 == 0) also quantizes it.
+  Activations prepare(const float* x, int64_t T, int64_t K, int64_t ldx, Precision p);
+
+ private:
+  std::vector<int8_t> q_;
+  std::vector<float> d_, s_;
+};
+
+// Quantizes one row of K (K % 64 == 0) to int8 blocks of 64: d = max|x|/127, q = round(x/d),
+// s = d * sum(q). The bias term must see the same (quantized) x as the scale term: with
+// w = scale*q + bias the two terms nearly cancel, and only a consistent x keeps the error
+// proportional to w rather than to bias (8x lower KL than the exact f32 sum on tiny-a).
+void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s);
+
+struct MatmulTask {
+  const Matrix* w = nullptr;
+  Activations x;       // x.K == w->cols
+  float* y = nullptr;  // y[t * ldy + r]
+  int64_t ldy = 0;
+};
+
+void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool);
+// One task over f32 activations (a convenience for callers outside the decoder's hot path).
+void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, int64_t ldy,
+            ThreadPool& pool, Precision p = Precision::Exact);
+
+// Which kernel matmul would run for w (and `p`): "q8-avx512", "f32-hwy:<target>".
+std::string kernel_name(const Matrix& w, Precision p);
+
+// Kernel selection, for tests and benchmarks: whether the CPU has the int8 kernel's ISA
+// (AVX-512 F/BW/VL + VNNI + VBMI), and a switch to disable it.
+bool q8_kernel_supported();
+void set_q8_kernel_enabled(bool on);
+
+// Rows [r0, r1) of one task on one thread (the per-thread body of matmul; tests call it).
+void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p);
+
+}  // namespace mlxq::kernels

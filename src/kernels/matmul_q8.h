@@ -1,0 +1,26 @@
+// Internal: the entry points of the per-ISA matmul kernels (matmul.cpp picks one per matrix).
+#pragma once
+#include <cstdint>
+
+#include "kernels/matmul.h"
+
+namespace mlxq::kernels {
+
+namespace q8 {
+// Longest row the int8 kernel takes: K <= 64 * kMaxBlocks.
+constexpr int64_t kMaxBlocks = 256;
+// AVX-512 F/BW/VL/VNNI/VBMI int8 kernel (matmul_q8_avx512.cpp). Requires w.quantized,
+// group_size 64 or 128, K % 64 == 0, K <= 64 * kMaxBlocks and the int8 form of x.
+void matmul_rows_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
+                        int64_t ldy);
+}  // namespace q8
+
+namespace hwy_kernels {
+// f32 kernels for any matrix (Highway, runtime-dispatched; matmul_hwy.cpp).
+void matmul_rows_f32(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
+                     int64_t ldy);
+// The Highway target the f32 kernels dispatch to, e.g. "AVX3_DL".
+const char* target_name();
+}  // namespace hwy_kernels
+
+}  // namespace mlxq::kernels

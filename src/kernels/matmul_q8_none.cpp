@@ -1,0 +1,10 @@
+// Non-x86 builds: the int8 kernel does not exist (q8_kernel_supported() is false there, so this
+// is never called).
+#include "core/error.h"
+#include "kernels/matmul_q8.h"
+
+namespace mlxq::kernels::q8 {
+void matmul_rows_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
+  throw Error("the AVX-512 int8 kernel is not built for this architecture");
+}
+}  // namespace mlxq::kernels::q8

@@ -1,0 +1,25 @@
+// Element-wise and attention ops of the forward pass in SIMD (Highway, runtime dispatch). Each
+// has a scalar reference in kernels.h that the tests compare against.
+#pragma once
+#include <cstdint>
+
+namespace mlxq::kernels::simd {
+
+// out[i] = gelu_tanh(gate[i]) * up[i]
+void gelu_gate(const float* gate, const float* up, int64_t n, float* out);
+// x[i] = cap * tanh(x[i] / cap)
+void softcap(float* x, int64_t n, float cap);
+// As kernels::attend (one query head against a position-indexed ring of keys/values).
+void attend(const float* q, int64_t d, const float* k_base, const float* v_base, int64_t stride,
+            int64_t ring, int64_t pos_begin, int64_t pos_end, float scale, float* scores,
+            float* out);
+// NEOX rotation with precomputed cos/sin of each pair's angle (d/2 entries each).
+void rope_neox(float* x, int64_t d, const float* cos, const float* sin);
+// y = x * (mean(x^2) + eps)^-1/2 * w (w may be null); in place is fine.
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y);
+// Sum of n floats read with several independent vector accumulators (the bandwidth probe's loop).
+float read_sum(const float* x, int64_t n);
+// The Highway target these run on.
+const char* target_name();
+
+}  // namespace mlxq::kernels::simd

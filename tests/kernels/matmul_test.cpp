@@ -1,0 +1,221 @@
+// The SIMD matmul kernels against the scalar reference (kernels.h) and the naive definition:
+// every storage format, every Highway target this CPU supports, the int8 kernel against the
+// exact value of its own integer arithmetic, gathered rows and the row split over threads.
+#include "kernels/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/test_matrix.h"
+#include "kernels/vector_ops.h"
+#include "hwy_targets.h"
+
+namespace mlxq::kernels {
+namespace {
+
+struct Fmt {
+  bool q;
+  DType dt;
+  quant::Spec spec;
+};
+
+std::vector<Fmt> all_formats() {
+  std::vector<Fmt> fmts = {{false, DType::F32, {}}, {false, DType::BF16, {}}, {false, DType::F16, {}}};
+  for (int bits : {2, 3, 4, 5, 6, 8})
+    for (int gs : {32, 64, 128}) fmts.push_back({true, DType::BF16, {bits, gs}});
+  fmts.push_back({true, DType::F32, {3, 64}});
+  fmts.push_back({true, DType::F16, {5, 128}});
+  return fmts;
+}
+
+std::vector<float> random_x(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
+using test::ForceTarget;
+using test::hwy_targets;
+
+TEST(Matmul, ExactMatchesReferenceOnEveryTarget) {
+  ThreadPool pool(2);
+  const int64_t N = 37, K = 1280, ldx = K + 3, ldy = N + 2;
+  const std::vector<float> x = random_x(9 * ldx, 3);
+  for (int64_t target : hwy_targets()) {
+    ForceTarget force(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (const Fmt& f : all_formats()) {
+      Owned o = make_matrix(N, K, f.q, f.dt, f.spec, 42);
+      for (int64_t T : {1, 2, 3, 4, 5, 9}) {
+        std::vector<float> ref(size_t(T * ldy), -1.0f), y(size_t(T * ldy), -1.0f);
+        matmul_reference(o.m, x.data(), T, ldx, ref.data(), ldy, pool);
+        matmul(o.m, x.data(), T, ldx, y.data(), ldy, pool, Precision::Exact);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t n = 0; n < N; ++n)
+            ASSERT_NEAR(y[size_t(t * ldy + n)], ref[size_t(t * ldy + n)], 2e-5 * std::sqrt(double(K)))
+                << "bits " << f.spec.bits << " gs " << f.spec.group_size << " T " << T;
+      }
+    }
+  }
+}
+
+// The value the int8 kernel computes, from its definition: per 64-block, scale * d * sum(q*xq)
+// plus bias * (sum of the f32 block), in double.
+double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const float* d, const float* s) {
+  const auto* words = m.data + size_t(r) * m.row_bytes;
+  double acc = 0;
+  for (int64_t b = 0; b < m.cols / 64; ++b) {
+    const int64_t g = b * 64 / m.spec.group_size;
+    const double sc = quant::load_scalar(m.scales + size_t(r) * m.sb_row_bytes, m.dtype, g);
+    const double bi = quant::load_scalar(m.biases + size_t(r) * m.sb_row_bytes, m.dtype, g);
+    int64_t isum = 0;
+    for (int i = 0; i < 64; ++i) isum += int64_t(quant::code_at(words, b * 64 + i, m.spec.bits)) * q[b * 64 + i];
+    acc += sc * double(d[b]) * double(isum) + bi * double(s[b]);
+  }
+  return acc;
+}
+
+TEST(Matmul, Int8KernelComputesItsDefinition) {
+  if (!q8_kernel_supported()) GTEST_SKIP() << "CPU lacks AVX-512 VNNI/VBMI";
+  ThreadPool pool(2);
+  const int64_t N = 37, K = 1280, ldy = N + 1;
+  const std::vector<float> x = random_x(9 * K, 5);
+  ActivationBuffer buf;
+  buf.reserve(9, K);
+  for (const Fmt& f : all_formats()) {
+    if (!f.q) continue;
+    Owned o = make_matrix(N, K, f.q, f.dt, f.spec, 43);
+    for (int64_t T : {1, 2, 3, 4, 5, 9}) {
+      const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
+      ASSERT_NE(a.q, nullptr);
+      std::vector<float> y(size_t(T * ldy), -1.0f), ref(size_t(T * ldy));
+      MatmulTask task{&o.m, a, y.data(), ldy};
+      matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
+      matmul_reference(o.m, x.data(), T, K, ref.data(), ldy, pool);
+      double err2 = 0, ref2 = 0;
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t n = 0; n < N; ++n) {
+          const double want = f.spec.group_size == 32
+                                  ? double(ref[size_t(t * ldy + n)])  // f32 kernel
+                                  : q8_expected(o.m, n, a.q + t * K, a.d + t * (K / 64), a.s + t * (K / 64));
+          ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-4 * std::sqrt(double(K)))
+              << "bits " << f.spec.bits << " gs " << f.spec.group_size << " T " << T << " row " << n;
+          const double e = double(y[size_t(t * ldy + n)]) - ref[size_t(t * ldy + n)];
+          err2 += e * e;
+          ref2 += double(ref[size_t(t * ldy + n)]) * ref[size_t(t * ldy + n)];
+        }
+      // int8 activations in blocks of 64 cost a few percent at most of the output's magnitude.
+      EXPECT_LT(std::sqrt(err2 / ref2), 0.03) << "bits " << f.spec.bits << " gs " << f.spec.group_size;
+    }
+  }
+}
+
+TEST(Matmul, KernelNamesFollowTheFormat) {
+  Owned q3 = make_matrix(8, 128, true, DType::BF16, {3, 64}, 1);
+  Owned q32 = make_matrix(8, 128, true, DType::BF16, {4, 32}, 1);
+  Owned bf = make_matrix(8, 128, false, DType::BF16, {}, 1);
+  EXPECT_EQ(kernel_name(q3.m, Precision::Fast), q8_kernel_supported() ? "q8-avx512" : std::string("f32-hwy:") + simd::target_name());
+  EXPECT_EQ(kernel_name(q3.m, Precision::Exact).rfind("f32-hwy:", 0), 0u);
+  EXPECT_EQ(kernel_name(q32.m, Precision::Fast).rfind("f32-hwy:", 0), 0u);
+  EXPECT_EQ(kernel_name(bf.m, Precision::Fast).rfind("f32-hwy:", 0), 0u);
+}
+
+// Several tasks in one job, gathered activation rows, any thread count: each output equals the
+// same matrix run alone on one thread.
+TEST(Matmul, TaskBatchAndGatherMatchSingleRuns) {
+  const int64_t K = 2816, T = 6;
+  const std::vector<float> x = random_x(T * K, 9);
+  Owned a = make_matrix(45, K, true, DType::BF16, {3, 64}, 2);
+  Owned b = make_matrix(130, K, true, DType::BF16, {5, 64}, 3);
+  Owned c = make_matrix(19, K, false, DType::BF16, {}, 4);
+  const int32_t idx[3] = {4, 0, 2};
+  for (Precision p : {Precision::Fast, Precision::Exact}) {
+    ActivationBuffer buf;
+    buf.reserve(T, K);
+    const Activations all = buf.prepare(x.data(), T, K, K, p);
+    const Activations some = all.rows(idx, 3);
+    std::vector<float> ya(size_t(T * 45)), yb(size_t(3 * 130)), yc(size_t(T * 19));
+    const MatmulTask tasks[3] = {{&a.m, all, ya.data(), 45}, {&b.m, some, yb.data(), 130}, {&c.m, all, yc.data(), 19}};
+    for (int threads : {1, 2, 3, 7}) {
+      ThreadPool pool(threads);
+      std::fill(ya.begin(), ya.end(), NAN);
+      std::fill(yb.begin(), yb.end(), NAN);
+      std::fill(yc.begin(), yc.end(), NAN);
+      matmul(tasks, p, pool);
+      for (int ti = 0; ti < 3; ++ti) {
+        const MatmulTask& t = tasks[ti];
+        std::vector<float> want(size_t(t.x.T * t.ldy));
+        matmul_rows(t, 0, 0, p);  // an empty range is a no-op
+        MatmulTask alone = t;
+        alone.y = want.data();
+        matmul_rows(alone, 0, t.w->rows, p);
+        for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(t.y[i], want[i]) << "task " << ti << " threads " << threads;
+      }
+    }
+  }
+}
+
+TEST(Matmul, MismatchedColumnsNameTheWeight) {
+  ThreadPool pool(1);
+  Owned a = make_matrix(4, 128, false, DType::F32, {}, 1);
+  const std::string name = "model.layers.3.mlp.up_proj";
+  a.m.name = &name;
+  std::vector<float> x(64), y(4);
+  MatmulTask t{&a.m, {}, y.data(), 4};
+  t.x.T = 1;
+  t.x.K = 64;
+  t.x.x = x.data();
+  try {
+    matmul(std::span<const MatmulTask>(&t, 1), Precision::Exact, pool);
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+  }
+}
+
+TEST(VectorOps, MatchTheScalarReferenceOnEveryTarget) {
+  const int64_t n = 1000, d = 256;
+  const std::vector<float> a = random_x(n, 1), b = random_x(n, 2);
+  const std::vector<float> kv = random_x(40 * d, 3), vv = random_x(40 * d, 4), q = random_x(d, 5);
+  std::vector<float> inv(static_cast<size_t>(d / 2)), cs(inv), sn(inv);
+  for (int64_t i = 0; i < d / 2; ++i) {
+    inv[size_t(i)] = i < 40 ? std::pow(10000.0f, -2.0f * float(i) / float(d)) : 0.0f;
+    cs[size_t(i)] = std::cos(17.0f * inv[size_t(i)]);
+    sn[size_t(i)] = std::sin(17.0f * inv[size_t(i)]);
+  }
+  for (int64_t target : hwy_targets()) {
+    ForceTarget force(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    std::vector<float> r1(static_cast<size_t>(n)), r2(static_cast<size_t>(n));
+    gelu_gate(a.data(), b.data(), n, r1.data());
+    simd::gelu_gate(a.data(), b.data(), n, r2.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(r2[size_t(i)], r1[size_t(i)], 1e-5 * (1 + std::fabs(r1[size_t(i)])));
+    r1 = a;
+    r2 = a;
+    for (auto& v : r1) v = 30.0f * std::tanh(v * 20 / 30.0f);
+    for (auto& v : r2) v *= 20;
+    simd::softcap(r2.data(), n, 30.0f);
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(r2[size_t(i)], r1[size_t(i)], 1e-4);
+    rms_norm(a.data(), b.data(), n, 1e-6f, r1.data());
+    simd::rms_norm(a.data(), b.data(), n, 1e-6f, r2.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(r2[size_t(i)], r1[size_t(i)], 1e-5 * (1 + std::fabs(r1[size_t(i)])));
+    std::vector<float> x1(q), x2(q);
+    rope_neox(x1.data(), d, inv.data(), 17);
+    simd::rope_neox(x2.data(), d, cs.data(), sn.data());
+    for (int64_t i = 0; i < d; ++i) ASSERT_NEAR(x2[size_t(i)], x1[size_t(i)], 1e-5);
+    // Attention over a ring of 32 slots holding positions 5..36.
+    std::vector<float> s1(64), s2(64), o1(static_cast<size_t>(d)), o2(static_cast<size_t>(d));
+    attend(q.data(), d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s1.data(), o1.data());
+    simd::attend(q.data(), d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s2.data(), o2.data());
+    for (int64_t i = 0; i < d; ++i) ASSERT_NEAR(o2[size_t(i)], o1[size_t(i)], 1e-5);
+  }
+}
+
+}  // namespace
+}  // namespace mlxq::kernels
