@@ -20,6 +20,7 @@ void ChatArgs::add_to(CLI::App* cmd) {
   cmd->add_option("--seed", seed, "Random seed (same seed, same answer)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--stop", stop, "Stop string (repeatable)");
   cmd->add_option("-t,--threads", threads, "Threads (0: all cores)");
+  cmd->add_flag("--exact", exact, "Exact precision: f32 activations in every matmul (default: int8 into quantized matmuls)");
   cmd->add_option("--max-context", max_context, "KV-cache size in tokens")->check(CLI::PositiveNumber);
 }
 
@@ -39,6 +40,7 @@ ChatConfig ChatArgs::config() const {
 std::unique_ptr<Session> ChatArgs::open() const {
   LoadOptions lo;
   lo.threads = threads;
+  lo.exact = exact;
   lo.max_context = max_context;
   SessionOptions so;
   so.system = system;

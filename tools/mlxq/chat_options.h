@@ -12,6 +12,7 @@ namespace mlxq::cli {
 struct ChatArgs {
   std::string model, system, reasoning_effort;
   int threads = 0;
+  bool exact = false;
   int64_t max_context = 8192;
   int max_tokens = -1, top_k = -1;
   double temp = -1, top_p = -1, min_p = -1;

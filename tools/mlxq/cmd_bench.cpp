@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "kernels/bandwidth.h"
 #include "mlxq/chat_options.h"
 #include "mlxq/commands.h"
 #include "model/gemma4/model.h"
@@ -85,9 +86,11 @@ int capitals(const ChatArgs& a, bool json, bool quiet) {
   return fail ? 1 : 0;
 }
 
-int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& tg, int reps, bool json) {
+int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& tg, int reps, bool json,
+         double bw_gib) {
   model::gemma4::ModelOptions mo;
   mo.threads = a.threads;
+  mo.exact = a.exact;
   mo.max_chunk = 512;
   model::gemma4::Model model(a.model.empty() ? default_model_path() : a.model, mo);
   const int64_t V = model.config().vocab_size;
@@ -122,25 +125,50 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
     r.s = stat(r.v);
     rows.push_back(r);
   };
+  // The bandwidth limit, measured with the same threads before and after the tests (best of both).
+  double bw = 0;
+  auto probe = [&] {
+    if (bw_gib > 0) bw = std::max(bw, kernels::measure_read_bandwidth(model.pool(), size_t(bw_gib * double(1 << 30)), 5).gb_per_s);
+  };
+  probe();
   for (int p : pp) if (p > 0) measure("pp" + std::to_string(p), [&] { return run_pp(p); });
   for (int n : tg) if (n > 0) measure("tg" + std::to_string(n), [&] { return run_tg(n); });
+  probe();
   const int threads = model.pool().size();
   const double gb = double(model.checkpoint().total_bytes()) / 1e9, per_tok = double(model.bytes_per_token()) / 1e9;
+  // Decode streams bytes_per_token per token: its GB/s and the fraction of the probe's GB/s.
+  auto gbs = [&](const Row& r) { return r.test.rfind("tg", 0) == 0 ? r.s.mean * per_tok : 0.0; };
   if (json) {
     nlohmann::ordered_json j;
     j["model"] = model.checkpoint().dir();
     j["size_gb"] = gb;
     j["bytes_per_token_gb"] = per_tok;
     j["threads"] = threads;
-    for (const auto& r : rows)
-      j["tests"].push_back({{"test", r.test}, {"tokens_per_second_mean", r.s.mean}, {"tokens_per_second_sd", r.s.sd},
-                            {"samples", r.v}});
+    j["precision"] = a.exact ? "exact" : "fast";
+    j["bandwidth_gb_per_s"] = bw;
+    j["bandwidth_limit_tokens_per_second"] = bw > 0 ? bw / per_tok : 0.0;
+    for (const auto& r : rows) {
+      nlohmann::ordered_json t = {{"test", r.test}, {"tokens_per_second_mean", r.s.mean},
+                                  {"tokens_per_second_sd", r.s.sd}, {"samples", r.v}};
+      if (gbs(r) > 0) {
+        t["weights_gb_per_s"] = gbs(r);
+        if (bw > 0) t["fraction_of_bandwidth"] = gbs(r) / bw;
+      }
+      j["tests"].push_back(t);
+    }
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("| model | size | GB/token | threads | test | t/s |\n|---|---:|---:|---:|---:|---:|\n");
-    for (const auto& r : rows)
-      std::printf("| %s | %.2f GB | %.3f | %d | %s | %.2f ± %.2f |\n", model.checkpoint().dir().c_str(), gb, per_tok,
-                  threads, r.test.c_str(), r.s.mean, r.s.sd);
+    std::printf("| model | size | GB/token | threads | test | t/s | GB/s | of bandwidth |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const auto& r : rows) {
+      char extra[64] = "| - | -";
+      if (gbs(r) > 0 && bw > 0) std::snprintf(extra, sizeof extra, "| %.1f | %.0f%%", gbs(r), 100.0 * gbs(r) / bw);
+      std::printf("| %s | %.2f GB | %.3f | %d | %s | %.2f ± %.2f %s |\n", model.checkpoint().dir().c_str(), gb, per_tok,
+                  threads, r.test.c_str(), r.s.mean, r.s.sd, extra);
+    }
+    if (bw > 0)
+      std::printf("\nread bandwidth (%d threads, %.1f GiB buffer, best pass): %.1f GB/s; decode limit %.2f t/s; %s precision\n",
+                  threads, bw_gib, bw, bw / per_tok, a.exact ? "exact" : "fast");
   }
   return 0;
 }
@@ -149,7 +177,12 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
 
 void register_bench(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
-  struct B { bool capitals = false, json = false, quiet = false; std::vector<int> pp{512}, tg{128}; int reps = 5; };
+  struct B {
+    bool capitals = false, json = false, quiet = false;
+    std::vector<int> pp{512}, tg{128};
+    int reps = 5;
+    double bw_gib = 1.0;
+  };
   auto b = std::make_shared<B>();
   CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: --capitals chat, or a llama-bench-like -p/-n/-r grid");
   a->add_to(cmd);
@@ -158,9 +191,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-n,--n-gen", b->tg, "Generation lengths to time (tg tests; stop tokens ignored)");
   cmd->add_option("-r,--repetitions", b->reps, "Repetitions per test")->check(CLI::PositiveNumber);
   cmd->add_flag("--json", b->json, "Machine-readable output");
+  cmd->add_option("--bandwidth-gib", b->bw_gib, "Buffer of the read-bandwidth probe run before and after the grid (0: skip)")
+      ->check(CLI::Range(0.0, 16.0));
   cmd->add_flag("--quiet", b->quiet, "--capitals: do not print the answers");
   cmd->callback([a, b] {
-    const int rc = b->capitals ? capitals(*a, b->json, b->quiet) : grid(*a, b->pp, b->tg, b->reps, b->json);
+    const int rc = b->capitals ? capitals(*a, b->json, b->quiet) : grid(*a, b->pp, b->tg, b->reps, b->json, b->bw_gib);
     if (rc != 0) throw CLI::RuntimeError(rc);
   });
 }

@@ -60,13 +60,61 @@ double kl(const float* p_logits, const float* q_logits, int64_t n, bool* same_to
   return d;
 }
 
+// KL divergence of next-token distributions of `mq` against `mr` over chunks of `text`.
+void kl_report(model::gemma4::Model& mr, model::gemma4::Model& mq, const std::string& dir, const std::string& alt_dir,
+               const std::string& text_path, int ctx, int chunks, const char* label) {
+  std::string tok_path = (fs::path(dir) / "tokenizer.json").string();
+  if (!fs::exists(tok_path)) tok_path = (fs::path(alt_dir) / "tokenizer.json").string();
+  check(fs::exists(tok_path), tok_path + ": missing (the KL divergence needs a tokenizer)");
+  const text::Tokenizer tok = text::Tokenizer::from_file(tok_path);
+  std::ifstream in(text_path, std::ios::binary);
+  check(bool(in), text_path + ": cannot open");
+  const std::vector<int32_t> ids = tok.encode(std::string((std::istreambuf_iterator<char>(in)), {}), false);
+  const int64_t V = mr.config().vocab_size, per = ctx - 1;
+  check(mq.config().vocab_size == V, "the two checkpoints have different vocabularies");
+  std::vector<float> lr(size_t(ctx) * size_t(V)), lq(lr.size());
+  double sum = 0, worst = 0;
+  int64_t n = 0, agree = 0;
+  for (int64_t c = 0; c < chunks && (c + 1) * per <= int64_t(ids.size()); ++c) {
+    std::vector<int32_t> chunk = {2};
+    chunk.insert(chunk.end(), ids.begin() + c * per, ids.begin() + (c + 1) * per);
+    auto cr = mr.make_cache(int64_t(chunk.size())), cq = mq.make_cache(int64_t(chunk.size()));
+    mr.forward(chunk, cr, lr.data());
+    mq.forward(chunk, cq, lq.data());
+    for (size_t t = 0; t < chunk.size(); ++t) {
+      bool same = false;
+      const double d = kl(&lr[t * size_t(V)], &lq[t * size_t(V)], V, &same);
+      sum += d;
+      worst = std::max(worst, d);
+      agree += same;
+      ++n;
+    }
+  }
+  check(n > 0, text_path + ": too little text for one chunk of " + std::to_string(ctx) + " tokens");
+  std::printf("\n%s over %lld positions: mean %.4e, max %.4e; top-1 agreement %.1f%%\n", label, (long long)n,
+              sum / double(n), worst, 100.0 * double(agree) / double(n));
+}
+
+// The Fast precision (int8 activations into quantized matmuls) against the Exact one, same weights.
+void fast_vs_exact(const std::string& path, const std::string& text, int ctx, int chunks, int threads) {
+  check(!text.empty(), "quant-error --fast-vs-exact needs --text");
+  model::gemma4::Model exact(path, {threads, 128, true}), fast(path, {threads, 128, false});
+  kl_report(exact, fast, path, path, text, ctx, chunks, "KL(exact || fast)");
+}
+
 }  // namespace
 
 void register_quant_error(CLI::App& app) {
-  struct Args { std::string ref, model, text, imatrix; int ctx = 128, chunks = 4, top = 20, threads = 0; };
+  struct Args {
+    std::string ref, model, text, imatrix;
+    int ctx = 128, chunks = 4, top = 20, threads = 0;
+    bool fast_vs_exact = false;
+  };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("quant-error", "Compare a quantized checkpoint with its BF16 reference");
-  cmd->add_option("--ref", a->ref, "Reference (BF16) checkpoint")->required();
+  cmd->add_option("--ref", a->ref, "Reference (BF16) checkpoint");
+  cmd->add_flag("--fast-vs-exact", a->fast_vs_exact,
+                "Instead: KL of the model's Fast precision (int8 activations) against its Exact precision (needs --text)");
   cmd->add_option("-m,--model", a->model, "Quantized checkpoint")->required();
   cmd->add_option("--text", a->text, "Calibration text for the KL divergence of next-token distributions");
   cmd->add_option("--imatrix", a->imatrix, "Importances that weight the per-tensor error (default: uniform)");
@@ -75,6 +123,8 @@ void register_quant_error(CLI::App& app) {
   cmd->add_option("--top", a->top, "Print the N tensors with the largest error")->check(CLI::NonNegativeNumber);
   cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)");
   cmd->callback([a] {
+    if (a->fast_vs_exact) return fast_vs_exact(a->model, a->text, a->ctx, a->chunks, a->threads);
+    check(!a->ref.empty(), "quant-error: --ref is required (or --fast-vs-exact)");
     io::Checkpoint ref(a->ref), q(a->model);
     const auto views = reference_views(ref);
     std::map<std::string, quant::Importance> imp;
@@ -125,37 +175,8 @@ void register_quant_error(CLI::App& app) {
       std::printf("| %s | %d | %.3e |\n", rows[i].name.c_str(), rows[i].bits, rows[i].rel);
     if (a->text.empty()) return;
 
-    std::string tok_path = (fs::path(q.dir()) / "tokenizer.json").string();
-    if (!fs::exists(tok_path)) tok_path = (fs::path(ref.dir()) / "tokenizer.json").string();
-    check(fs::exists(tok_path), tok_path + ": missing (the KL divergence needs a tokenizer)");
-    const text::Tokenizer tok = text::Tokenizer::from_file(tok_path);
-    std::ifstream in(a->text, std::ios::binary);
-    check(bool(in), a->text + ": cannot open");
-    const std::vector<int32_t> ids = tok.encode(std::string((std::istreambuf_iterator<char>(in)), {}), false);
-    model::gemma4::Model mr(a->ref, {a->threads, 128}), mq(a->model, {a->threads, 128});
-    const int64_t V = mr.config().vocab_size, per = a->ctx - 1;
-    check(mq.config().vocab_size == V, "the two checkpoints have different vocabularies");
-    std::vector<float> lr(size_t(a->ctx) * size_t(V)), lq(lr.size());
-    double sum = 0, worst = 0;
-    int64_t n = 0, agree = 0;
-    for (int64_t c = 0; c < a->chunks && (c + 1) * per <= int64_t(ids.size()); ++c) {
-      std::vector<int32_t> chunk = {2};
-      chunk.insert(chunk.end(), ids.begin() + c * per, ids.begin() + (c + 1) * per);
-      auto cr = mr.make_cache(int64_t(chunk.size())), cq = mq.make_cache(int64_t(chunk.size()));
-      mr.forward(chunk, cr, lr.data());
-      mq.forward(chunk, cq, lq.data());
-      for (size_t t = 0; t < chunk.size(); ++t) {
-        bool same = false;
-        const double d = kl(&lr[t * size_t(V)], &lq[t * size_t(V)], V, &same);
-        sum += d;
-        worst = std::max(worst, d);
-        agree += same;
-        ++n;
-      }
-    }
-    check(n > 0, a->text + ": too little text for one chunk of " + std::to_string(a->ctx) + " tokens");
-    std::printf("\nKL(ref || quant) over %lld positions: mean %.4e, max %.4e; top-1 agreement %.1f%%\n",
-                (long long)n, sum / double(n), worst, 100.0 * double(agree) / double(n));
+    model::gemma4::Model mr(a->ref, {a->threads, 128, true}), mq(a->model, {a->threads, 128, false});
+    kl_report(mr, mq, q.dir(), ref.dir(), a->text, a->ctx, a->chunks, "KL(ref || quant)");
   });
 }
 

@@ -1,0 +1,136 @@
+// Kernel microbenchmarks (Google Benchmark), reported in GB/s of weights streamed:
+//  - BM_Stream: the STREAM-like read probe (the bandwidth limit the kernels are measured against);
+//  - BM_Matvec: one token through a matrix far larger than the caches (decode), per affine bit
+//    width, bf16, and the Exact f32 kernel; 1 and 2 threads;
+//  - BM_Matmul: 64 tokens through one matrix (prefill), in GMAC/s as "items".
+// Run: build/bench/kernels_bench [--benchmark_filter=...]
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "kernels/bandwidth.h"
+#include "kernels/matmul.h"
+
+namespace {
+
+using namespace mlxq;
+using namespace mlxq::kernels;
+
+// A rows x cols matrix with random codes and small random bf16 scales/biases (bits 16: bf16).
+struct BenchMatrix {
+  std::vector<uint8_t> data, scales, biases;
+  Matrix m;
+  BenchMatrix(int64_t rows, int64_t cols, int bits) {
+    std::mt19937 rng(1);
+    m.rows = rows;
+    m.cols = cols;
+    m.dtype = DType::BF16;
+    if (bits == 16) {
+      m.row_bytes = size_t(cols) * 2;
+    } else {
+      m.quantized = true;
+      m.spec = {bits, 64};
+      m.row_bytes = size_t(cols * bits / 8);
+      m.sb_row_bytes = size_t(cols / 64) * 2;
+      scales.resize(size_t(rows) * m.sb_row_bytes);
+      biases.resize(scales.size());
+      for (size_t i = 0; i < scales.size(); i += 2) {
+        const uint16_t s = f32_to_bf16(0.01f), b = f32_to_bf16(-0.04f);
+        std::memcpy(&scales[i], &s, 2);
+        std::memcpy(&biases[i], &b, 2);
+      }
+    }
+    data.resize(size_t(rows) * m.row_bytes);
+    for (size_t i = 0; i < data.size(); i += 4) {
+      const uint32_t v = rng();
+      std::memcpy(&data[i], &v, std::min<size_t>(4, data.size() - i));
+    }
+    if (bits == 16)  // keep bf16 values finite and small
+      for (size_t i = 1; i < data.size(); i += 2) data[i] = 0x3c;
+    m.data = data.data();
+    m.scales = scales.data();
+    m.biases = biases.data();
+  }
+};
+
+void BM_Stream(benchmark::State& state) {
+  ThreadPool pool(int(state.range(0)));
+  for (auto _ : state) {
+    const BandwidthResult r = measure_read_bandwidth(pool, size_t(1) << 30, 3);
+    state.counters["GB/s"] = r.gb_per_s;
+  }
+}
+BENCHMARK(BM_Stream)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// args: bits (16 = bf16), threads, exact
+void BM_Matvec(benchmark::State& state) {
+  const int bits = int(state.range(0));
+  const int64_t K = 2816;
+  const int64_t rows = (int64_t(768) << 20) / (K * (bits == 16 ? 16 : bits) / 8);  // ~768 MB of codes
+  static std::vector<std::unique_ptr<BenchMatrix>> cache;
+  BenchMatrix* bm = nullptr;
+  for (auto& c : cache)
+    if (c->m.rows == rows && (c->m.quantized ? c->m.spec.bits : 16) == bits) bm = c.get();
+  if (!bm) {
+    cache.clear();  // keep one resident
+    cache.push_back(std::make_unique<BenchMatrix>(rows, K, bits));
+    bm = cache.back().get();
+  }
+  ThreadPool pool(int(state.range(1)));
+  const Precision p = state.range(2) ? Precision::Exact : Precision::Fast;
+  std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(rows));
+  ActivationBuffer buf;
+  buf.reserve(1, K);
+  const Activations a = buf.prepare(x.data(), 1, K, K, p);
+  const MatmulTask t{&bm->m, a, y.data(), rows};
+  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), p, pool);
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bm->m.bytes()));
+  state.SetLabel(kernel_name(bm->m, p));
+}
+BENCHMARK(BM_Matvec)
+    ->ArgNames({"bits", "threads", "exact"})
+    ->ArgsProduct({{3, 4, 5, 8, 16}, {1, 2}, {0}})
+    ->Args({3, 2, 1})
+    ->Unit(benchmark::kMillisecond);
+
+// 64 tokens through a 2816 x 2816 matrix; items = multiply-accumulates.
+void BM_Matmul64(benchmark::State& state) {
+  const int bits = int(state.range(0));
+  const int64_t K = 2816, N = 2816, T = 64;
+  BenchMatrix bm(N, K, bits);
+  ThreadPool pool(int(state.range(1)));
+  std::vector<float> x(static_cast<size_t>(T * K), 0.5f), y(static_cast<size_t>(T * N));
+  ActivationBuffer buf;
+  buf.reserve(T, K);
+  const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
+  const MatmulTask t{&bm.m, a, y.data(), N};
+  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), Precision::Fast, pool);
+  state.SetItemsProcessed(int64_t(state.iterations()) * T * N * K);
+  state.SetLabel(kernel_name(bm.m, Precision::Fast));
+}
+BENCHMARK(BM_Matmul64)->ArgNames({"bits", "threads"})->ArgsProduct({{3, 4, 5, 16}, {1, 2}})->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+namespace {
+// One token through a 256 x 2816 matrix that stays in L2: the kernel's arithmetic ceiling.
+void BM_MatvecHot(benchmark::State& state) {
+  const int bits = int(state.range(0));
+  const int64_t K = 2816, N = 256;
+  BenchMatrix bm(N, K, bits);
+  ThreadPool pool(1);
+  std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(N));
+  ActivationBuffer buf;
+  buf.reserve(1, K);
+  const Activations a = buf.prepare(x.data(), 1, K, K, Precision::Fast);
+  const MatmulTask t{&bm.m, a, y.data(), N};
+  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), Precision::Fast, pool);
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bm.m.bytes()));
+}
+BENCHMARK(BM_MatvecHot)->ArgNames({"bits"})->Arg(3)->Arg(4)->Arg(5)->Arg(8)->Arg(16);
+}  // namespace
+
+BENCHMARK_MAIN();
