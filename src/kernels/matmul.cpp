@@ -24,7 +24,20 @@ bool cpu_has_q8_isa() {
 #endif
 }
 
+bool cpu_has_bf16_isa() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return cpu_has_q8_isa() && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 std::atomic<bool> g_q8_enabled{true};
+
+bool use_bf16(const Matrix& w, const Activations& x, Precision p) {
+  return p == Precision::Fast && x.xb != nullptr && !w.quantized && w.dtype == DType::BF16 &&
+         bf16_kernel_supported() && g_q8_enabled.load(std::memory_order_relaxed);
+}
 
 bool use_q8(const Matrix& w, const Activations& x, Precision p) {
   return p == Precision::Fast && x.q != nullptr && w.quantized && q8_kernel_supported() &&
@@ -38,7 +51,7 @@ int64_t row_cost(const MatmulTask& t, Precision p) {
   const Matrix& w = *t.w;
   const int64_t bytes = int64_t(w.row_bytes + (w.quantized ? 2 * w.sb_row_bytes : 0));
   const int64_t macs = t.x.T * w.cols;
-  return bytes + (use_q8(w, t.x, p) ? macs / 4 : macs / 2) + 64;
+  return bytes + (use_q8(w, t.x, p) || use_bf16(w, t.x, p) ? macs / 4 : macs / 2) + 64;
 }
 
 // Rows of a task that lie before cost c (rounded to a multiple of 4, the int8 kernel's tile).
@@ -56,12 +69,18 @@ bool q8_kernel_supported() {
   static const bool ok = cpu_has_q8_isa();
   return ok;
 }
+bool bf16_kernel_supported() {
+  static const bool ok = cpu_has_bf16_isa();
+  return ok;
+}
 void set_q8_kernel_enabled(bool on) { g_q8_enabled.store(on); }
 
 std::string kernel_name(const Matrix& w, Precision p) {
   Activations probe;
   probe.q = reinterpret_cast<const int8_t*>(&probe);  // any non-null: "int8 form present"
   if (w.cols % 64 == 0 && use_q8(w, probe, p)) return "q8-avx512";
+  probe.xb = reinterpret_cast<const uint16_t*>(&probe);
+  if (use_bf16(w, probe, p)) return "bf16-avx512";
   return std::string("f32-hwy:") + hwy_kernels::target_name();
 }
 
@@ -73,9 +92,12 @@ void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s) {
     const float db = amax / 127.0f;
     const float id = db > 0 ? 1.0f / db : 0.0f;
     int32_t sum = 0;
+    const bool paired = b < K / 128 * 2;
+    int8_t* qp = paired ? q + 128 * (b / 2) + 4 * (b % 2) : q + 64 * b;
     for (int i = 0; i < 64; ++i) {
-      q[64 * b + i] = int8_t(std::nearbyint(xb[i] * id));
-      sum += q[64 * b + i];
+      const int8_t v = int8_t(std::nearbyint(xb[i] * id));
+      qp[paired ? 64 * (i / 32) + 8 * (i % 32 / 4) + i % 4 : i] = v;
+      sum += v;
     }
     d[b] = db;
     s[b] = db * float(sum);
@@ -84,6 +106,7 @@ void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s) {
 
 void ActivationBuffer::reserve(int64_t max_rows, int64_t max_k) {
   q_.resize(size_t(max_rows * max_k));
+  xb_.resize(q_.size());
   d_.resize(size_t(max_rows * (max_k / 64 + 1)));
   s_.resize(d_.size());
 }
@@ -95,7 +118,14 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
   a.K = K;
   a.x = x;
   a.ldx = ldx;
-  if (p != Precision::Fast || K % 64 != 0 || !q8_kernel_supported()) return a;
+  if (p != Precision::Fast) return a;
+  if (bf16_kernel_supported()) {
+    check(size_t(T * K) <= xb_.size(), "activation buffer too small for " + std::to_string(T) + "x" + std::to_string(K));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < K; ++i) xb_[size_t(t * K + i)] = f32_to_bf16(x[t * ldx + i]);
+    a.xb = xb_.data();
+  }
+  if (K % 64 != 0 || !q8_kernel_supported()) return a;
   check(size_t(T * K) <= q_.size(), "activation buffer too small for " + std::to_string(T) + "x" +
                                         std::to_string(K));
   const int64_t nb = K / 64;
@@ -111,6 +141,8 @@ void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p) {
   if (r0 >= r1 || t.x.T == 0) return;
   if (use_q8(*t.w, t.x, p)) {
     q8::matmul_rows_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
+  } else if (use_bf16(*t.w, t.x, p)) {
+    q8::matmul_rows_bf16_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else {
     hwy_kernels::matmul_rows_f32(*t.w, t.x, r0, r1, t.y, t.ldy);
   }
@@ -160,7 +192,7 @@ void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, i
   t.x.ldx = ldx;
   t.y = y;
   t.ldy = ldy;
-  if (p == Precision::Fast && w.quantized && w.cols % 64 == 0 && q8_kernel_supported()) {
+  if (p == Precision::Fast && (q8_kernel_supported() || bf16_kernel_supported())) {
     thread_local ActivationBuffer buf;
     buf.reserve(T, w.cols);
     t.x = buf.prepare(x, T, w.cols, ldx, p);

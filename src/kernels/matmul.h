@@ -35,6 +35,8 @@ struct Activations {
   const int8_t* q = nullptr;
   const float* d = nullptr;
   const float* s = nullptr;
+  // The bf16 form (Fast precision on CPUs with AVX512-BF16): row stride K, for dense bf16 weights.
+  const uint16_t* xb = nullptr;
   int64_t row(int64_t t) const { return idx ? idx[t] : t; }
   // Rows [r0, r0+n) of an ungathered batch.
   Activations slice(int64_t r0, int64_t n) const {
@@ -46,6 +48,7 @@ struct Activations {
       a.d += r0 * (K / 64);
       a.s += r0 * (K / 64);
     }
+    if (xb) a.xb += r0 * K;
     return a;
   }
   // The rows index[0..n) of this batch (routed experts read their tokens in place).
@@ -67,12 +70,24 @@ class ActivationBuffer {
  private:
   std::vector<int8_t> q_;
   std::vector<float> d_, s_;
+  std::vector<uint16_t> xb_;
 };
+
+// Where the int8 value of column k (of a row of K) is stored: blocks 2p and 2p+1 share bytes
+// [128p, 128p+128), codes 0..31 of both first, then 32..63, alternating 4 of the even block and
+// 4 of the odd one (the order the int8 kernel unpacks weights in); an odd last block is stored
+// as is.
+inline int64_t q8_storage_index(int64_t k, int64_t K) {
+  const int64_t b = k / 64, c = k % 64, paired = K / 128 * 2;
+  if (b >= paired) return k;
+  return 128 * (b / 2) + 64 * (c / 32) + 8 * (c % 32 / 4) + 4 * (b % 2) + c % 4;
+}
 
 // Quantizes one row of K (K % 64 == 0) to int8 blocks of 64: d = max|x|/127, q = round(x/d),
 // s = d * sum(q). The bias term must see the same (quantized) x as the scale term: with
 // w = scale*q + bias the two terms nearly cancel, and only a consistent x keeps the error
 // proportional to w rather than to bias (8x lower KL than the exact f32 sum on tiny-a).
+// q is written in the q8_storage_index order.
 void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s);
 
 struct MatmulTask {
@@ -87,13 +102,16 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool);
 void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, int64_t ldy,
             ThreadPool& pool, Precision p = Precision::Exact);
 
-// Which kernel matmul would run for w (and `p`): "q8-avx512", "f32-hwy:<target>".
+// Which kernel matmul would run for w (and `p`): "q8-avx512", "bf16-avx512", "f32-hwy:<target>".
 std::string kernel_name(const Matrix& w, Precision p);
 
 // Kernel selection, for tests and benchmarks: whether the CPU has the int8 kernel's ISA
 // (AVX-512 F/BW/VL + VNNI + VBMI), and a switch to disable it.
 bool q8_kernel_supported();
 void set_q8_kernel_enabled(bool on);
+// The same for the bf16 dot-product kernel (AVX512-BF16) that Fast precision uses for dense bf16
+// weights: activations rounded to bf16 (round to nearest even), f32 accumulation.
+bool bf16_kernel_supported();
 
 // Rows [r0, r1) of one task on one thread (the per-thread body of matmul; tests call it).
 void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p);

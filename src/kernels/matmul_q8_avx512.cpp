@@ -60,6 +60,47 @@ struct Unpacker {
   }
 };
 
+// Codes of two consecutive 64-weight blocks A, B (16*B bytes at p) in the paired order of
+// matmul.h (q8_storage_index): register lo holds codes 0..31 and hi codes 32..63 of both blocks,
+// A and B alternating every 4 codes, so one VPDPBUSD pair leaves A's sums in the even int32
+// lanes and B's in the odd ones. Qword k of lo takes 4 bytes of A from byte 4kB/8 and 4 of B
+// from 8B + 4kB/8 (one VPERMB, or VPERMT2B when 16B > 64), then VPMULTISHIFTQB cuts each code
+// from its bit offset; hi is the same 4B bytes further on.
+template <int B>
+struct PairUnpacker {
+  __m512i perm_lo, perm_hi, shift, mask;
+  PairUnpacker() {
+    alignas(64) uint8_t lo[64], hi[64], s[64];
+    for (int k = 0; k < 8; ++k) {
+      const int a0 = 4 * k * B / 8, off = 4 * k * B % 8;
+      for (int i = 0; i < 4; ++i) {
+        lo[8 * k + i] = uint8_t(a0 + i);
+        lo[8 * k + 4 + i] = uint8_t(8 * B + a0 + i);
+        hi[8 * k + i] = uint8_t(4 * B + a0 + i);
+        hi[8 * k + 4 + i] = uint8_t(12 * B + a0 + i);
+        s[8 * k + i] = uint8_t(off + i * B);
+        s[8 * k + 4 + i] = uint8_t(32 + off + i * B);
+      }
+    }
+    perm_lo = _mm512_load_si512(lo);
+    perm_hi = _mm512_load_si512(hi);
+    shift = _mm512_load_si512(s);
+    mask = _mm512_set1_epi8(char((1 << B) - 1));
+  }
+  void operator()(const uint8_t* p, __m512i* lo, __m512i* hi) const {
+    if constexpr (16 * B <= 64) {
+      const __m512i raw = _mm512_maskz_loadu_epi8(__mmask64(~uint64_t(0) >> (64 - 16 * B)), p);
+      *lo = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm_lo, raw)), mask);
+      *hi = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm_hi, raw)), mask);
+    } else {
+      const __m512i r0 = _mm512_loadu_si512(p);
+      const __m512i r1 = _mm512_maskz_loadu_epi8(__mmask64(~uint64_t(0) >> (128 - 16 * B)), p + 64);
+      *lo = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutex2var_epi8(r0, perm_lo, r1)), mask);
+      *hi = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutex2var_epi8(r0, perm_hi, r1)), mask);
+    }
+  }
+};
+
 // Per-64-block scale and bias of one row, as f32 (group_size 64 or 128).
 void block_params(const Matrix& w, const uint8_t* sc, const uint8_t* bi, float* s_out,
                   float* b_out) {
@@ -111,20 +152,45 @@ void mul(const float* a, const float* b, int64_t n, float* out) {
 
 // R rows x NT tokens. w[r]: packed row r; xq[t]: int8 row of token t; cs[r*NT+t][b]: combined
 // scale; y[r*NT+t] receives the integer part (the bias part is added by the caller).
+// R rows x NT tokens. w[r]: packed row r; xq[t]: int8 row of token t (paired layout);
+// cs[(r*NT+t)*nb + b]: combined scale of block b; y[r*NT+t] receives the scale part (the bias
+// part is added by the caller). Blocks go in pairs (one cvt + FMA per pair); an odd last block
+// is stored unpaired and takes the single-block path.
 template <int B, int R, int NT>
 void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int64_t nb,
           float* y) {
-  static const Unpacker<B> unpack;
+  static const PairUnpacker<B> unpack2;
+  static const Unpacker<B> unpack1;
   __m512 acc[R][NT];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
   const __m512i zero = _mm512_setzero_si512();
-  for (int64_t b = 0; b < nb; ++b) {
+  const int64_t np = nb / 2;
+  for (int64_t p = 0; p < np; ++p) {
+    __m512i xlo[NT], xhi[NT];
+    for (int t = 0; t < NT; ++t) {
+      xlo[t] = _mm512_loadu_si512(xq[t] + 128 * p);
+      xhi[t] = _mm512_loadu_si512(xq[t] + 128 * p + 64);
+    }
+    for (int r = 0; r < R; ++r) {
+      if constexpr (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(w[r] + 16 * B * p + kPrefetch), _MM_HINT_T0);
+      __m512i lo, hi;
+      unpack2(w[r] + 16 * B * p, &lo, &hi);
+      for (int t = 0; t < NT; ++t) {
+        const __m512i isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xlo[t]), hi, xhi[t]);
+        // lanes alternate A, B: scale by [cs_A, cs_B] repeated
+        const __m512 sc = _mm512_castsi512_ps(_mm512_broadcastq_epi64(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(cs + (r * NT + t) * nb + 2 * p))));
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][t]);
+      }
+    }
+  }
+  if (nb % 2) {
+    const int64_t b = nb - 1;
     __m512i xv[NT];
     for (int t = 0; t < NT; ++t) xv[t] = _mm512_loadu_si512(xq[t] + 64 * b);
     for (int r = 0; r < R; ++r) {
-      if constexpr (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(w[r] + 8 * B * b + kPrefetch), _MM_HINT_T0);
-      const __m512i wv = unpack(w[r] + 8 * B * b);
+      const __m512i wv = unpack1(w[r] + 8 * B * b);
       for (int t = 0; t < NT; ++t) {
         const __m512 isum = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv, xv[t]));
         acc[r][t] = _mm512_fmadd_ps(isum, _mm512_set1_ps(cs[(r * NT + t) * nb + b]), acc[r][t]);
@@ -192,11 +258,19 @@ template <int B>
 void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   int64_t r = r0;
   for (int64_t g = 0; g < kParamsAhead; ++g) prefetch_params(w, r0 + 4 * g, r1);
-  for (; r + 4 <= r1; r += 4) {
-    prefetch_params(w, r + 4 * kParamsAhead, r1);
-    run_rows<B, 4>(w, x, r, y, ldy);
+  // Few tokens (decode): one row at a time. A single sequential stream is what the hardware
+  // prefetchers follow best (3-bit matvec from DRAM: 15 GB/s per core vs 9 with 4 interleaved
+  // rows). Many tokens (prefill): 4-row tiles share each activation load.
+  if (x.T >= 4) {
+    for (; r + 4 <= r1; r += 4) {
+      prefetch_params(w, r + 4 * kParamsAhead, r1);
+      run_rows<B, 4>(w, x, r, y, ldy);
+    }
   }
-  for (; r < r1; ++r) run_rows<B, 1>(w, x, r, y, ldy);
+  for (; r < r1; ++r) {
+    if ((r - r0) % 4 == 0) prefetch_params(w, r + 4 * kParamsAhead, r1);
+    run_rows<B, 1>(w, x, r, y, ldy);
+  }
 }
 
 }  // namespace

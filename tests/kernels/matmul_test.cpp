@@ -75,7 +75,8 @@ double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const float* d, 
     const double sc = quant::load_scalar(m.scales + size_t(r) * m.sb_row_bytes, m.dtype, g);
     const double bi = quant::load_scalar(m.biases + size_t(r) * m.sb_row_bytes, m.dtype, g);
     int64_t isum = 0;
-    for (int i = 0; i < 64; ++i) isum += int64_t(quant::code_at(words, b * 64 + i, m.spec.bits)) * q[b * 64 + i];
+    for (int i = 0; i < 64; ++i)
+      isum += int64_t(quant::code_at(words, b * 64 + i, m.spec.bits)) * q[q8_storage_index(b * 64 + i, m.cols)];
     acc += sc * double(d[b]) * double(isum) + bi * double(s[b]);
   }
   return acc;
@@ -84,34 +85,95 @@ double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const float* d, 
 TEST(Matmul, Int8KernelComputesItsDefinition) {
   if (!q8_kernel_supported()) GTEST_SKIP() << "CPU lacks AVX-512 VNNI/VBMI";
   ThreadPool pool(2);
-  const int64_t N = 37, K = 1280, ldy = N + 1;
-  const std::vector<float> x = random_x(9 * K, 5);
-  ActivationBuffer buf;
-  buf.reserve(9, K);
-  for (const Fmt& f : all_formats()) {
-    if (!f.q) continue;
-    Owned o = make_matrix(N, K, f.q, f.dt, f.spec, 43);
-    for (int64_t T : {1, 2, 3, 4, 5, 9}) {
+  // K = 1280: 20 blocks (all paired, more than 16); 1344 and 704: an odd last block.
+  for (int64_t K : {1280, 1344, 704}) {
+    const int64_t N = 37, ldy = N + 1;
+    const std::vector<float> x = random_x(9 * K, 5);
+    ActivationBuffer buf;
+    buf.reserve(9, K);
+    for (const Fmt& f : all_formats()) {
+      if (!f.q || K % f.spec.group_size != 0) continue;
+      Owned o = make_matrix(N, K, f.q, f.dt, f.spec, 43);
+      for (int64_t T : {1, 2, 3, 4, 5, 9}) {
+        const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
+        ASSERT_NE(a.q, nullptr);
+        std::vector<float> y(size_t(T * ldy), -1.0f), ref(size_t(T * ldy));
+        MatmulTask task{&o.m, a, y.data(), ldy};
+        matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
+        matmul_reference(o.m, x.data(), T, K, ref.data(), ldy, pool);
+        double err2 = 0, ref2 = 0;
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t n = 0; n < N; ++n) {
+            const double want = f.spec.group_size == 32
+                                    ? double(ref[size_t(t * ldy + n)])  // f32 kernel
+                                    : q8_expected(o.m, n, a.q + t * K, a.d + t * (K / 64), a.s + t * (K / 64));
+            ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-4 * std::sqrt(double(K)))
+                << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size << " T " << T << " row " << n;
+            const double e = double(y[size_t(t * ldy + n)]) - ref[size_t(t * ldy + n)];
+            err2 += e * e;
+            ref2 += double(ref[size_t(t * ldy + n)]) * ref[size_t(t * ldy + n)];
+          }
+        // int8 activations in blocks of 64 cost a few percent at most of the output's magnitude.
+        EXPECT_LT(std::sqrt(err2 / ref2), 0.03) << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size;
+      }
+    }
+  }
+}
+
+// The bf16 kernel: sum of bf16(w) * bf16(x) with f32 accumulation, for K with and without a
+// tail of 32, any token count.
+TEST(Matmul, Bf16KernelComputesItsDefinition) {
+  if (!bf16_kernel_supported()) GTEST_SKIP() << "CPU lacks AVX512-BF16";
+  ThreadPool pool(2);
+  for (int64_t K : {4096, 2816, 720, 50}) {
+    const int64_t N = 21, ldy = N + 3;
+    const std::vector<float> x = random_x(9 * K, 6);
+    Owned o = make_matrix(N, K, false, DType::BF16, {}, 44);
+    ActivationBuffer buf;
+    buf.reserve(9, K);
+    for (int64_t T : {1, 3, 4, 9}) {
       const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
-      ASSERT_NE(a.q, nullptr);
-      std::vector<float> y(size_t(T * ldy), -1.0f), ref(size_t(T * ldy));
+      ASSERT_NE(a.xb, nullptr);
+      std::vector<float> y(size_t(T * ldy), -1.0f);
       MatmulTask task{&o.m, a, y.data(), ldy};
       matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
-      matmul_reference(o.m, x.data(), T, K, ref.data(), ldy, pool);
-      double err2 = 0, ref2 = 0;
       for (int64_t t = 0; t < T; ++t)
         for (int64_t n = 0; n < N; ++n) {
-          const double want = f.spec.group_size == 32
-                                  ? double(ref[size_t(t * ldy + n)])  // f32 kernel
-                                  : q8_expected(o.m, n, a.q + t * K, a.d + t * (K / 64), a.s + t * (K / 64));
-          ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-4 * std::sqrt(double(K)))
-              << "bits " << f.spec.bits << " gs " << f.spec.group_size << " T " << T << " row " << n;
-          const double e = double(y[size_t(t * ldy + n)]) - ref[size_t(t * ldy + n)];
-          err2 += e * e;
-          ref2 += double(ref[size_t(t * ldy + n)]) * ref[size_t(t * ldy + n)];
+          double want = 0;
+          for (int64_t k = 0; k < K; ++k)
+            want += naive_weight(o.m, n, k) * double(round_bf16(x[size_t(t * K + k)]));
+          ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-5 * std::sqrt(double(K))) << "K " << K << " T " << T << " row " << n;
         }
-      // int8 activations in blocks of 64 cost a few percent at most of the output's magnitude.
-      EXPECT_LT(std::sqrt(err2 / ref2), 0.03) << "bits " << f.spec.bits << " gs " << f.spec.group_size;
+    }
+  }
+}
+
+// The paired storage order is a permutation, and quantize_row_q8 stores round(x/d) there.
+TEST(Matmul, Int8ActivationLayout) {
+  for (int64_t K : {64, 128, 704, 1344}) {
+    std::vector<int> seen(static_cast<size_t>(K), 0);
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t i = q8_storage_index(k, K);
+      ASSERT_GE(i, 0);
+      ASSERT_LT(i, K);
+      ++seen[size_t(i)];
+    }
+    for (int64_t i = 0; i < K; ++i) ASSERT_EQ(seen[size_t(i)], 1) << "K " << K << " index " << i;
+    const std::vector<float> x = random_x(K, 11);
+    std::vector<int8_t> q(static_cast<size_t>(K));
+    std::vector<float> d(static_cast<size_t>(K / 64)), s(d.size());
+    quantize_row_q8(x.data(), K, q.data(), d.data(), s.data());
+    for (int64_t b = 0; b < K / 64; ++b) {
+      float amax = 0;
+      int32_t sum = 0;
+      for (int i = 0; i < 64; ++i) amax = std::max(amax, std::fabs(x[size_t(b * 64 + i)]));
+      ASSERT_FLOAT_EQ(d[size_t(b)], amax / 127.0f);
+      for (int i = 0; i < 64; ++i) {
+        const int8_t v = q[size_t(q8_storage_index(b * 64 + i, K))];
+        ASSERT_EQ(v, int8_t(std::nearbyint(x[size_t(b * 64 + i)] * (1.0f / d[size_t(b)])))) << "K " << K << " k " << b * 64 + i;
+        sum += v;
+      }
+      ASSERT_FLOAT_EQ(s[size_t(b)], d[size_t(b)] * float(sum));
     }
   }
 }
@@ -123,7 +185,8 @@ TEST(Matmul, KernelNamesFollowTheFormat) {
   EXPECT_EQ(kernel_name(q3.m, Precision::Fast), q8_kernel_supported() ? "q8-avx512" : std::string("f32-hwy:") + simd::target_name());
   EXPECT_EQ(kernel_name(q3.m, Precision::Exact).rfind("f32-hwy:", 0), 0u);
   EXPECT_EQ(kernel_name(q32.m, Precision::Fast).rfind("f32-hwy:", 0), 0u);
-  EXPECT_EQ(kernel_name(bf.m, Precision::Fast).rfind("f32-hwy:", 0), 0u);
+  EXPECT_EQ(kernel_name(bf.m, Precision::Fast).rfind(bf16_kernel_supported() ? "bf16-avx512" : "f32-hwy:", 0), 0u);
+  EXPECT_EQ(kernel_name(bf.m, Precision::Exact).rfind("f32-hwy:", 0), 0u);
 }
 
 // Several tasks in one job, gathered activation rows, any thread count: each output equals the

@@ -1,0 +1,71 @@
+// The bf16 matmul kernel for dense bf16 weights (Fast precision) on AVX512-BF16: VDPBF16PS takes
+// 32 weights and 32 bf16 activations per instruction and accumulates pairs in f32. Compiled with
+// those ISA flags; called only after a CPUID check (matmul.cpp). Rows go one at a time (one
+// sequential stream per thread), tokens in tiles of up to 4 that share each weight load.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/matmul.h"
+#include "kernels/matmul_q8.h"
+
+namespace mlxq::kernels::q8 {
+
+namespace {
+
+constexpr int kPrefetch = 4096;
+
+template <int NT>
+void row_tile(const uint8_t* w, const uint16_t* const* x, int64_t K, float* out) {
+  __m512 acc0[NT], acc1[NT];
+  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + kPrefetch), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + 64 + kPrefetch), _MM_HINT_T0);
+    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + 2 * k);
+    const __m512bh w1 = (__m512bh)_mm512_loadu_si512(w + 2 * k + 64);
+    for (int t = 0; t < NT; ++t) {
+      acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, (__m512bh)_mm512_loadu_si512(x[t] + k));
+      acc1[t] = _mm512_dpbf16_ps(acc1[t], w1, (__m512bh)_mm512_loadu_si512(x[t] + k + 32));
+    }
+  }
+  for (; k < K; k += 32) {  // tail: masked (zeros contribute nothing)
+    const __mmask32 m = K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
+    const __m512bh w0 = (__m512bh)_mm512_maskz_loadu_epi16(m, w + 2 * k);
+    for (int t = 0; t < NT; ++t)
+      acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k));
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
+}
+
+template <int NT>
+void run_tile(const Matrix& w, const Activations& x, int64_t r, int64_t t0, float* y, int64_t ldy) {
+  const uint16_t* xr[NT];
+  for (int t = 0; t < NT; ++t) xr[t] = x.xb + x.row(t0 + t) * w.cols;
+  float out[NT];
+  row_tile<NT>(w.data + size_t(r) * w.row_bytes, xr, w.cols, out);
+  for (int t = 0; t < NT; ++t) y[(t0 + t) * ldy + r] = out[t];
+}
+
+}  // namespace
+
+void matmul_rows_bf16_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
+                             int64_t ldy) {
+  for (int64_t r = r0; r < r1; ++r) {
+    int64_t t = 0;
+    for (; t + 4 <= x.T; t += 4) run_tile<4>(w, x, r, t, y, ldy);
+    switch (x.T - t) {
+      case 3: run_tile<3>(w, x, r, t, y, ldy); break;
+      case 2: run_tile<2>(w, x, r, t, y, ldy); break;
+      case 1: run_tile<1>(w, x, r, t, y, ldy); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace mlxq::kernels::q8
