@@ -156,7 +156,8 @@ void mul(const float* a, const float* b, int64_t n, float* out) {
 // cs[(r*NT+t)*nb + b]: combined scale of block b; y[r*NT+t] receives the scale part (the bias
 // part is added by the caller). Blocks go in pairs (one cvt + FMA per pair); an odd last block
 // is stored unpaired and takes the single-block path.
-template <int B, int R, int NT>
+// kBuf: w[r] points at codes already unpacked (by unpack_rows) instead of packed weights.
+template <int B, int R, int NT, bool kBuf>
 void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int64_t nb,
           float* y) {
   static const PairUnpacker<B> unpack2;
@@ -173,9 +174,14 @@ void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int
       xhi[t] = _mm512_loadu_si512(xq[t] + 128 * p + 64);
     }
     for (int r = 0; r < R; ++r) {
-      if constexpr (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(w[r] + 16 * B * p + kPrefetch), _MM_HINT_T0);
       __m512i lo, hi;
-      unpack2(w[r] + 16 * B * p, &lo, &hi);
+      if constexpr (kBuf) {
+        lo = _mm512_loadu_si512(w[r] + 128 * p);
+        hi = _mm512_loadu_si512(w[r] + 128 * p + 64);
+      } else {
+        if constexpr (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(w[r] + 16 * B * p + kPrefetch), _MM_HINT_T0);
+        unpack2(w[r] + 16 * B * p, &lo, &hi);
+      }
       for (int t = 0; t < NT; ++t) {
         const __m512i isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xlo[t]), hi, xhi[t]);
         // lanes alternate A, B: scale by [cs_A, cs_B] repeated
@@ -190,7 +196,7 @@ void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int
     __m512i xv[NT];
     for (int t = 0; t < NT; ++t) xv[t] = _mm512_loadu_si512(xq[t] + 64 * b);
     for (int r = 0; r < R; ++r) {
-      const __m512i wv = unpack1(w[r] + 8 * B * b);
+      const __m512i wv = kBuf ? _mm512_loadu_si512(w[r] + 64 * b) : unpack1(w[r] + 8 * B * b);
       for (int t = 0; t < NT; ++t) {
         const __m512 isum = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv, xv[t]));
         acc[r][t] = _mm512_fmadd_ps(isum, _mm512_set1_ps(cs[(r * NT + t) * nb + b]), acc[r][t]);
@@ -208,20 +214,40 @@ struct RowBlocks {
   alignas(64) float b[R][kMaxBlocks];
 };
 
-template <int B, int R, int NT>
+// Codes of rows r..r+R-1 in the activations' paired order, K bytes per row (for prefill, where
+// every token tile would otherwise unpack the same rows again).
+template <int B, int R>
+void unpack_rows(const Matrix& w, int64_t r, uint8_t* codes) {
+  static const PairUnpacker<B> unpack2;
+  static const Unpacker<B> unpack1;
+  const int64_t nb = w.cols / 64, np = nb / 2;
+  for (int i = 0; i < R; ++i) {
+    const uint8_t* src = w.data + size_t(r + i) * w.row_bytes;
+    uint8_t* dst = codes + i * w.cols;
+    for (int64_t p = 0; p < np; ++p) {
+      __m512i lo, hi;
+      unpack2(src + 16 * B * p, &lo, &hi);
+      _mm512_storeu_si512(dst + 128 * p, lo);
+      _mm512_storeu_si512(dst + 128 * p + 64, hi);
+    }
+    if (nb % 2) _mm512_storeu_si512(dst + 64 * (nb - 1), unpack1(src + 8 * B * (nb - 1)));
+  }
+}
+
+template <int B, int R, int NT, bool kBuf = false>
 void run_tile(const Matrix& w, const Activations& x, const RowBlocks<R>& rb, int64_t r, int64_t t0,
-              float* y, int64_t ldy) {
+              float* y, int64_t ldy, const uint8_t* codes = nullptr) {
   const int64_t nb = w.cols / 64;
   alignas(64) float cs[R * NT * kMaxBlocks];
   const uint8_t* wrow[R];
   const int8_t* xrow[NT];
   for (int t = 0; t < NT; ++t) xrow[t] = x.q + x.row(t0 + t) * nb * 64;
   for (int i = 0; i < R; ++i) {
-    wrow[i] = w.data + size_t(r + i) * w.row_bytes;
+    wrow[i] = kBuf ? codes + i * w.cols : w.data + size_t(r + i) * w.row_bytes;
     for (int t = 0; t < NT; ++t) mul(rb.s[i], x.d + x.row(t0 + t) * nb, nb, cs + (i * NT + t) * nb);
   }
   float out[R * NT];
-  tile<B, R, NT>(wrow, xrow, cs, nb, out);
+  tile<B, R, NT, kBuf>(wrow, xrow, cs, nb, out);
   for (int i = 0; i < R; ++i)
     for (int t = 0; t < NT; ++t)
       y[(t0 + t) * ldy + r + i] = out[i * NT + t] + dot(rb.b[i], x.s + x.row(t0 + t) * nb, nb);
@@ -234,6 +260,18 @@ void run_rows(const Matrix& w, const Activations& x, int64_t r, float* y, int64_
     block_params(w, w.scales + size_t(r + i) * w.sb_row_bytes, w.biases + size_t(r + i) * w.sb_row_bytes,
                  rb.s[i], rb.b[i]);
   int64_t t = 0;
+  if (x.T > 4) {  // several token tiles: unpack the rows once
+    alignas(64) uint8_t codes[R * 64 * kMaxBlocks];
+    unpack_rows<B, R>(w, r, codes);
+    for (; t + 4 <= x.T; t += 4) run_tile<B, R, 4, true>(w, x, rb, r, t, y, ldy, codes);
+    switch (x.T - t) {
+      case 3: run_tile<B, R, 3, true>(w, x, rb, r, t, y, ldy, codes); break;
+      case 2: run_tile<B, R, 2, true>(w, x, rb, r, t, y, ldy, codes); break;
+      case 1: run_tile<B, R, 1, true>(w, x, rb, r, t, y, ldy, codes); break;
+      default: break;
+    }
+    return;
+  }
   for (; t + 4 <= x.T; t += 4) run_tile<B, R, 4>(w, x, rb, r, t, y, ldy);
   switch (x.T - t) {
     case 3: run_tile<B, R, 3>(w, x, rb, r, t, y, ldy); break;
