@@ -85,6 +85,11 @@ std::string kernel_name(const Matrix& w, Precision p) {
 }
 
 void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s) {
+  if (q8_kernel_supported()) return q8::quantize_row_avx512(x, K, q, d, s);
+  quantize_row_q8_scalar(x, K, q, d, s);
+}
+
+void quantize_row_q8_scalar(const float* x, int64_t K, int8_t* q, float* d, float* s) {
   for (int64_t b = 0; b < K / 64; ++b) {
     const float* xb = x + 64 * b;
     float amax = 0;

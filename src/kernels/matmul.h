@@ -89,6 +89,8 @@ inline int64_t q8_storage_index(int64_t k, int64_t K) {
 // proportional to w rather than to bias (8x lower KL than the exact f32 sum on tiny-a).
 // q is written in the q8_storage_index order.
 void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s);
+// The scalar definition quantize_row_q8 is tested against.
+void quantize_row_q8_scalar(const float* x, int64_t K, int8_t* q, float* d, float* s);
 
 struct MatmulTask {
   const Matrix* w = nullptr;

@@ -43,6 +43,35 @@ void row_tile(const uint8_t* w, const uint16_t* const* x, int64_t K, float* out)
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
 }
 
+// Prefill: 4 rows x NT tokens, so each activation load feeds 4 dot products.
+template <int NT>
+void rows4_tile(const uint8_t* w, size_t row_bytes, const uint16_t* const* x, int64_t K, float* out) {
+  __m512 acc[4][NT];
+  for (int r = 0; r < 4; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    const __mmask32 m = K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
+    __m512bh xv[NT];
+    for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k);
+    for (int r = 0; r < 4; ++r) {
+      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * row_bytes + 2 * k);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int t = 0; t < NT; ++t) out[r * NT + t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+template <int NT>
+void run_rows4(const Matrix& w, const Activations& x, int64_t r, int64_t t0, float* y, int64_t ldy) {
+  const uint16_t* xr[NT];
+  for (int t = 0; t < NT; ++t) xr[t] = x.xb + x.row(t0 + t) * w.cols;
+  float out[4 * NT];
+  rows4_tile<NT>(w.data + size_t(r) * w.row_bytes, w.row_bytes, xr, w.cols, out);
+  for (int i = 0; i < 4; ++i)
+    for (int t = 0; t < NT; ++t) y[(t0 + t) * ldy + r + i] = out[i * NT + t];
+}
+
 template <int NT>
 void run_tile(const Matrix& w, const Activations& x, int64_t r, int64_t t0, float* y, int64_t ldy) {
   const uint16_t* xr[NT];
@@ -56,7 +85,20 @@ void run_tile(const Matrix& w, const Activations& x, int64_t r, int64_t t0, floa
 
 void matmul_rows_bf16_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                              int64_t ldy) {
-  for (int64_t r = r0; r < r1; ++r) {
+  int64_t r = r0;
+  if (x.T >= 4) {
+    for (; r + 4 <= r1; r += 4) {
+      int64_t t = 0;
+      for (; t + 4 <= x.T; t += 4) run_rows4<4>(w, x, r, t, y, ldy);
+      switch (x.T - t) {
+        case 3: run_rows4<3>(w, x, r, t, y, ldy); break;
+        case 2: run_rows4<2>(w, x, r, t, y, ldy); break;
+        case 1: run_rows4<1>(w, x, r, t, y, ldy); break;
+        default: break;
+      }
+    }
+  }
+  for (; r < r1; ++r) {
     int64_t t = 0;
     for (; t + 4 <= x.T; t += 4) run_tile<4>(w, x, r, t, y, ldy);
     switch (x.T - t) {

@@ -313,6 +313,45 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
 
 }  // namespace
 
+void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* s) {
+  const int64_t nb = K / 64, paired = K / 128 * 2;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* xb = x + 64 * b;
+    __m512 v[4];
+    __m512 amax = _mm512_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm512_loadu_ps(xb + 16 * j);
+      amax = _mm512_max_ps(amax, _mm512_abs_ps(v[j]));
+    }
+    const float db = _mm512_reduce_max_ps(amax) / 127.0f;
+    const __m512 id = _mm512_set1_ps(db > 0 ? 1.0f / db : 0.0f);
+    __m512i sum = _mm512_setzero_si512();
+    __m128i bytes[4];
+    for (int j = 0; j < 4; ++j) {  // round to nearest even, as std::nearbyint
+      const __m512i iv = _mm512_cvtps_epi32(_mm512_mul_ps(v[j], id));
+      sum = _mm512_add_epi32(sum, iv);
+      bytes[j] = _mm512_cvtsepi32_epi8(iv);
+    }
+    // 64 codes as 16 dwords (4 codes each), natural order
+    const __m512i codes = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_set_m128i(bytes[1], bytes[0])), _mm256_set_m128i(bytes[3], bytes[2]), 1);
+    d[b] = db;
+    s[b] = db * float(_mm512_reduce_add_epi32(sum));
+    if (b >= paired) {
+      _mm512_storeu_si512(q + 64 * b, codes);
+      continue;
+    }
+    // Paired order: dword j of this block goes to dword 16*(j/8) + 2*(j%8) + (b%2) of the pair.
+    const int odd = int(b % 2);
+    int8_t* base = q + 128 * (b / 2);
+    const __m512i idx_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i idx_hi = _mm512_add_epi32(idx_lo, _mm512_set1_epi32(8));
+    const __mmask16 m = odd ? __mmask16(0xAAAA) : __mmask16(0x5555);
+    _mm512_mask_storeu_epi32(base, m, _mm512_permutexvar_epi32(idx_lo, codes));
+    _mm512_mask_storeu_epi32(base + 64, m, _mm512_permutexvar_epi32(idx_hi, codes));
+  }
+}
+
 void matmul_rows_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                         int64_t ldy) {
   switch (w.spec.bits) {

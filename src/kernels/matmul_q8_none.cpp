@@ -7,6 +7,9 @@ namespace mlxq::kernels::q8 {
 void matmul_rows_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
   throw Error("the AVX-512 int8 kernel is not built for this architecture");
 }
+void quantize_row_avx512(const float*, int64_t, int8_t*, float*, float*) {
+  throw Error("the AVX-512 int8 kernel is not built for this architecture");
+}
 void matmul_rows_bf16_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
   throw Error("the AVX-512 bf16 kernel is not built for this architecture");
 }

@@ -163,6 +163,12 @@ TEST(Matmul, Int8ActivationLayout) {
     std::vector<int8_t> q(static_cast<size_t>(K));
     std::vector<float> d(static_cast<size_t>(K / 64)), s(d.size());
     quantize_row_q8(x.data(), K, q.data(), d.data(), s.data());
+    std::vector<int8_t> q2(q.size());
+    std::vector<float> d2(d.size()), s2(s.size());
+    quantize_row_q8_scalar(x.data(), K, q2.data(), d2.data(), s2.data());  // the SIMD one matches it
+    ASSERT_EQ(q, q2);
+    ASSERT_EQ(d, d2);
+    ASSERT_EQ(s, s2);
     for (int64_t b = 0; b < K / 64; ++b) {
       float amax = 0;
       int32_t sum = 0;

@@ -187,8 +187,9 @@ void register_bench(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: --capitals chat, or a llama-bench-like -p/-n/-r grid");
   a->add_to(cmd);
   cmd->add_flag("--capitals", b->capitals, "The model card's four-turn capitals chat (TTFT gate, best decode tok/s of turns 2-4)");
-  cmd->add_option("-p,--n-prompt", b->pp, "Prompt lengths to time (pp tests)");
-  cmd->add_option("-n,--n-gen", b->tg, "Generation lengths to time (tg tests; stop tokens ignored)");
+  cmd->add_option("-p,--n-prompt", b->pp, "Prompt lengths to time (pp tests; comma-separated or repeated)")
+      ->delimiter(',');
+  cmd->add_option("-n,--n-gen", b->tg, "Generation lengths to time (tg tests; stop tokens ignored)")->delimiter(',');
   cmd->add_option("-r,--repetitions", b->reps, "Repetitions per test")->check(CLI::PositiveNumber);
   cmd->add_flag("--json", b->json, "Machine-readable output");
   cmd->add_option("--bandwidth-gib", b->bw_gib, "Buffer of the read-bandwidth probe run before and after the grid (0: skip)")
