@@ -59,7 +59,7 @@ TEST(Cli, LogitsModesAgreeAndMatchGolden) {
   const std::string m = test::data_path("gemma4-tiny-a/mlx-q");
   const std::string toks = "2,638,1932,1428,739,280,1608,819,1212,1270";
   for (const std::string mode : {"", "--chunk 3", "--decode"}) {
-    Result r = run("logits -m " + m + " --tokens " + toks + " " + mode + " --out " + d / "o.npy", d.str());
+    Result r = run("logits --exact -m " + m + " --tokens " + toks + " " + mode + " --out " + d / "o.npy", d.str());
     ASSERT_EQ(r.code, 0) << r.err;
     const io::NpyF32 o = io::read_npy_f32(d / "o.npy");
     const io::NpyF32 g = io::read_npy_f32(test::data_path("gemma4-tiny-a/goldens/logits_mlx-q_S1.npy"));
