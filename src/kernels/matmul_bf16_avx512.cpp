@@ -19,28 +19,21 @@ namespace {
 
 constexpr int kPrefetch = 4096;
 
+// One row x NT tokens. The accumulation order (one f32 accumulator per token, 32-weight steps,
+// masked tail) is the same as rows4_tile's, so a token's result does not depend on how many
+// tokens share the call (chunked prefill and decode agree exactly).
 template <int NT>
 void row_tile(const uint8_t* w, const uint16_t* const* x, int64_t K, float* out) {
-  __m512 acc0[NT], acc1[NT];
-  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 64 <= K; k += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + kPrefetch), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + 64 + kPrefetch), _MM_HINT_T0);
-    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + 2 * k);
-    const __m512bh w1 = (__m512bh)_mm512_loadu_si512(w + 2 * k + 64);
-    for (int t = 0; t < NT; ++t) {
-      acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, (__m512bh)_mm512_loadu_si512(x[t] + k));
-      acc1[t] = _mm512_dpbf16_ps(acc1[t], w1, (__m512bh)_mm512_loadu_si512(x[t] + k + 32));
-    }
-  }
-  for (; k < K; k += 32) {  // tail: masked (zeros contribute nothing)
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
     const __mmask32 m = K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
-    const __m512bh w0 = (__m512bh)_mm512_maskz_loadu_epi16(m, w + 2 * k);
+    if (k % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + kPrefetch), _MM_HINT_T0);
+    const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + 2 * k);
     for (int t = 0; t < NT; ++t)
-      acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k));
+      acc[t] = _mm512_dpbf16_ps(acc[t], wv, (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k));
   }
-  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
 // Prefill: 4 rows x NT tokens, so each activation load feeds 4 dot products.
