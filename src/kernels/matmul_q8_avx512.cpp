@@ -68,9 +68,35 @@ struct Unpacker {
 // from its bit offset; hi is the same 4B bytes further on.
 template <int B>
 struct PairUnpacker {
-  __m512i perm_lo, perm_hi, shift, mask;
+  // B <= 4: four codes of one block fit in 2 bytes, so one VPERMB gathers all four windows a
+  // qword needs (A lo, B lo, A hi, B hi) and two VPMULTISHIFTQB cut lo and hi from it: one
+  // byte shuffle fewer per pair (the shuffle unit bounds this kernel on Zen 4).
+  static constexpr bool kOnePerm = B <= 4;
+  __m512i perm_lo, perm_hi, shift, shift_hi, mask;
   PairUnpacker() {
-    alignas(64) uint8_t lo[64], hi[64], s[64];
+    alignas(64) uint8_t lo[64], hi[64], s[64], sh[64];
+    if constexpr (kOnePerm) {
+      for (int k = 0; k < 8; ++k) {
+        const int a0 = 4 * k * B / 8, off = 4 * k * B % 8;
+        for (int i = 0; i < 2; ++i) {
+          lo[8 * k + i] = uint8_t(a0 + i);
+          lo[8 * k + 2 + i] = uint8_t(8 * B + a0 + i);
+          lo[8 * k + 4 + i] = uint8_t(4 * B + a0 + i);
+          lo[8 * k + 6 + i] = uint8_t(12 * B + a0 + i);
+        }
+        for (int i = 0; i < 4; ++i) {
+          s[8 * k + i] = uint8_t(off + i * B);
+          s[8 * k + 4 + i] = uint8_t(16 + off + i * B);
+          sh[8 * k + i] = uint8_t(32 + off + i * B);
+          sh[8 * k + 4 + i] = uint8_t(48 + off + i * B);
+        }
+      }
+      perm_lo = perm_hi = _mm512_load_si512(lo);
+      shift = _mm512_load_si512(s);
+      shift_hi = _mm512_load_si512(sh);
+      mask = _mm512_set1_epi8(char((1 << B) - 1));
+      return;
+    }
     for (int k = 0; k < 8; ++k) {
       const int a0 = 4 * k * B / 8, off = 4 * k * B % 8;
       for (int i = 0; i < 4; ++i) {
@@ -84,11 +110,16 @@ struct PairUnpacker {
     }
     perm_lo = _mm512_load_si512(lo);
     perm_hi = _mm512_load_si512(hi);
-    shift = _mm512_load_si512(s);
+    shift = shift_hi = _mm512_load_si512(s);
     mask = _mm512_set1_epi8(char((1 << B) - 1));
   }
   void operator()(const uint8_t* p, __m512i* lo, __m512i* hi) const {
-    if constexpr (16 * B <= 64) {
+    if constexpr (kOnePerm) {
+      const __m512i raw = _mm512_maskz_loadu_epi8(__mmask64(~uint64_t(0) >> (64 - 16 * B)), p);
+      const __m512i win = _mm512_permutexvar_epi8(perm_lo, raw);
+      *lo = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, win), mask);
+      *hi = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift_hi, win), mask);
+    } else if constexpr (16 * B <= 64) {
       const __m512i raw = _mm512_maskz_loadu_epi8(__mmask64(~uint64_t(0) >> (64 - 16 * B)), p);
       *lo = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm_lo, raw)), mask);
       *hi = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm_hi, raw)), mask);
