@@ -108,6 +108,9 @@ struct PairUnpacker {
         s[8 * k + 4 + i] = uint8_t(32 + off + i * B);
       }
     }
+    if constexpr (B == 5) {  // hi's windows all lie in bytes 16..79: one-source VPERMB on p + 16
+      for (int i = 0; i < 64; ++i) hi[i] = uint8_t(hi[i] >= 16 ? std::min(hi[i] - 16, 63) : 0);
+    }
     perm_lo = _mm512_load_si512(lo);
     perm_hi = _mm512_load_si512(hi);
     shift = shift_hi = _mm512_load_si512(s);
@@ -119,6 +122,12 @@ struct PairUnpacker {
       const __m512i win = _mm512_permutexvar_epi8(perm_lo, raw);
       *lo = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, win), mask);
       *hi = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift_hi, win), mask);
+    } else if constexpr (B == 5) {
+      // lo's windows lie in bytes 0..63, hi's in 16..79 (the last byte of each 4-byte window that
+      // would fall outside is never read by the shift): two one-source VPERMB, no VPERMT2B.
+      const __m512i r0 = _mm512_loadu_si512(p), r1 = _mm512_loadu_si512(p + 16);
+      *lo = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm_lo, r0)), mask);
+      *hi = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm_hi, r1)), mask);
     } else if constexpr (16 * B <= 64) {
       const __m512i raw = _mm512_maskz_loadu_epi8(__mmask64(~uint64_t(0) >> (64 - 16 * B)), p);
       *lo = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm_lo, raw)), mask);
