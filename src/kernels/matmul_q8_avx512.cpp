@@ -219,7 +219,10 @@ void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int
         lo = _mm512_loadu_si512(w[r] + 128 * p);
         hi = _mm512_loadu_si512(w[r] + 128 * p + 64);
       } else {
-        if constexpr (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(w[r] + 16 * B * p + kPrefetch), _MM_HINT_T0);
+        if constexpr (kPrefetch > 0) {  // a pair spans 16*B bytes: touch every 64-byte line ahead
+          _mm_prefetch(reinterpret_cast<const char*>(w[r] + 16 * B * p + kPrefetch), _MM_HINT_T0);
+          if constexpr (16 * B > 64) _mm_prefetch(reinterpret_cast<const char*>(w[r] + 16 * B * p + kPrefetch + 64), _MM_HINT_T0);
+        }
         unpack2(w[r] + 16 * B * p, &lo, &hi);
       }
       for (int t = 0; t < NT; ++t) {
