@@ -54,6 +54,8 @@ int64_t row_cost(const MatmulTask& t, Precision p) {
   return bytes + (use_q8(w, t.x, p) || use_bf16(w, t.x, p) ? macs / 4 : macs / 2) + 64;
 }
 
+constexpr int kPartsPerThread = 8;
+
 // Rows of a task that lie before cost c (rounded to a multiple of 4, the int8 kernel's tile).
 int64_t rows_before(int64_t c, int64_t start, int64_t unit, int64_t rows) {
   if (c <= start) return 0;
@@ -170,11 +172,17 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
     unit[i] = row_cost(t, p);
     total += unit[i] * t.w->rows;
   }
-  const int parts = pool.size();
+  // The cost range is cut into several parts per thread, taken in order from a shared counter:
+  // a thread slowed by the memory system takes fewer parts instead of holding the others up.
+  int64_t total_rows = 0;
+  for (size_t i = 0; i < n; ++i) total_rows += tasks[i].w->rows;
+  const int parts = int(std::clamp<int64_t>(total_rows / 16, 1, int64_t(pool.size()) * kPartsPerThread));
   const int64_t* st = start.data();  // thread_local: the workers must see this thread's copy
   const int64_t* un = unit.data();
-  pool.parallel_for(size_t(parts), [&](size_t b, size_t e, int) {
-    for (size_t part = b; part < e; ++part) {
+  std::atomic<int> next{0};
+  pool.parallel_for(size_t(pool.size()), [&](size_t, size_t, int) {
+    for (int part = next.fetch_add(1, std::memory_order_relaxed); part < parts;
+         part = next.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t c0 = total / parts * int64_t(part) + total % parts * int64_t(part) / parts;
       const int64_t c1 = total / parts * int64_t(part + 1) + total % parts * int64_t(part + 1) / parts;
       for (size_t i = 0; i < n; ++i) {
