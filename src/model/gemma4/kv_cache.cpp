@@ -2,10 +2,22 @@
 #include "model/gemma4/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
+#include <new>
 
 #include "core/error.h"
 
 namespace mlxq::model::gemma4 {
+
+FloatBuffer::FloatBuffer(size_t n) : p_(static_cast<float*>(std::calloc(n ? n : 1, sizeof(float)))), n_(n) {
+  if (!p_) throw std::bad_alloc();
+}
+
+FloatBuffer FloatBuffer::clone() const {
+  FloatBuffer c(n_);
+  if (n_) std::memcpy(c.data(), data(), n_ * sizeof(float));
+  return c;
+}
 
 KvCache::KvCache(const Gemma4Config& cfg, int64_t max_context, int64_t max_chunk)
     : max_context_(max_context), max_chunk_(max_chunk) {
@@ -15,15 +27,15 @@ KvCache::KvCache(const Gemma4Config& cfg, int64_t max_context, int64_t max_chunk
     L.stride = cfg.layer_kv_heads(l) * cfg.layer_head_dim(l);
     L.ring = cfg.is_sliding(l) ? std::min(max_context, cfg.sliding_window - 1 + max_chunk)
                                : max_context;
-    L.k.assign(size_t(L.ring * L.stride), 0.0f);
-    L.v.assign(size_t(L.ring * L.stride), 0.0f);
+    L.k = FloatBuffer(size_t(L.ring * L.stride));
+    L.v = FloatBuffer(size_t(L.ring * L.stride));
     layers_.push_back(std::move(L));
   }
 }
 
 KvCache KvCache::clone() const {
   KvCache c;
-  c.layers_ = layers_;
+  for (const Layer& L : layers_) c.layers_.push_back({L.k.clone(), L.v.clone(), L.ring, L.stride});
   c.pos_ = pos_;
   c.max_context_ = max_context_;
   c.max_chunk_ = max_chunk_;
