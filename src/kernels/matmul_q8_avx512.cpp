@@ -190,8 +190,6 @@ void mul(const float* a, const float* b, int64_t n, float* out) {
   }
 }
 
-// R rows x NT tokens. w[r]: packed row r; xq[t]: int8 row of token t; cs[r*NT+t][b]: combined
-// scale; y[r*NT+t] receives the integer part (the bias part is added by the caller).
 // R rows x NT tokens. w[r]: packed row r; xq[t]: int8 row of token t (paired layout);
 // cs[(r*NT+t)*nb + b]: combined scale of block b; y[r*NT+t] receives the scale part (the bias
 // part is added by the caller). Blocks go in pairs (one cvt + FMA per pair); an odd last block
