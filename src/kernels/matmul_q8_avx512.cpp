@@ -4,12 +4,13 @@
 // For one 64-weight block of a row and one token: codes q (0..2^b-1, unsigned) and int8
 // activations xq with scale d and sum S = d * sum(xq). The block contributes
 //     scale * d * sum(q * xq) + bias * S
-// sum(q * xq) is one VPDPBUSD (u8 x s8 -> 16 int32 lanes), kept in lanes and scaled in f32, so
-// there is one horizontal sum per row. Unpacking 64 b-bit codes (8 codes per b bytes of the
-// LSB-first stream) is a masked load, one VPERMB (qword j gets bytes 8j/b..) and one
-// VPMULTISHIFTQB (byte i of each qword = the 8 bits at offset i*b) and a mask: three
-// instructions for any b. A micro-tile of R rows x NT tokens reuses each unpacked block NT times
-// and each activation block R times.
+// sum(q * xq) comes from VPDPBUSD (u8 x s8 -> 16 int32 lanes), kept in lanes and scaled in f32,
+// so there is one horizontal sum per row. Blocks go in pairs (PairUnpacker): VPERMB gathers the
+// bytes of each 4-code window (8 codes sit in b bytes of the LSB-first stream), VPMULTISHIFTQB
+// cuts the codes out, and the two blocks' codes alternate every 4 so one convert + FMA scales
+// both. The activations are stored in the same order (matmul.h, q8_storage_index).
+// Decode runs one row at a time (one memory stream per thread); prefill runs tiles of 4 rows x
+// up to 4 tokens over codes unpacked once per row group.
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 flags the self-initialised "undefined" vectors inside its own AVX-512 headers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
