@@ -108,7 +108,8 @@ void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, i
 std::string kernel_name(const Matrix& w, Precision p);
 
 // Kernel selection, for tests and benchmarks: whether the CPU has the int8 kernel's ISA
-// (AVX-512 F/BW/VL + VNNI + VBMI), and a switch to disable it.
+// (AVX-512 F/BW/VL + VNNI + VBMI), and a switch that disables it and the bf16 kernel (what a CPU
+// without those instructions runs; for tests and benchmarks).
 bool q8_kernel_supported();
 void set_q8_kernel_enabled(bool on);
 // The same for the bf16 dot-product kernel (AVX512-BF16) that Fast precision uses for dense bf16

@@ -82,7 +82,32 @@ double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const float* d, 
   return acc;
 }
 
+// Without AVX-512 VNNI/VBMI, Fast precision must fall back to the exact f32 kernel instead.
+TEST(Matmul, FastFallsBackWithoutTheIsa) {
+  ThreadPool pool(2);
+  const int64_t K = 1280, N = 9, T = 3;
+  const std::vector<float> x = random_x(T * K, 8);
+  Owned q = make_matrix(N, K, true, DType::BF16, {3, 64}, 45);
+  Owned bf = make_matrix(N, K, false, DType::BF16, {}, 46);
+  ActivationBuffer buf;
+  buf.reserve(T, K);
+  const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
+  EXPECT_EQ(a.q != nullptr, q8_kernel_supported());
+  EXPECT_EQ(a.xb != nullptr, bf16_kernel_supported());
+  set_q8_kernel_enabled(false);  // what a CPU without the ISA runs
+  for (const Owned* o : {&q, &bf}) {
+    std::vector<float> y(size_t(T * N)), ref(y.size());
+    const MatmulTask task{&o->m, a, y.data(), N};
+    matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
+    matmul_reference(o->m, x.data(), T, K, ref.data(), N, pool);
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 2e-5 * std::sqrt(double(K)));
+    EXPECT_EQ(kernel_name(o->m, Precision::Fast).rfind("f32-hwy:", 0), 0u);
+  }
+  set_q8_kernel_enabled(true);
+}
+
 TEST(Matmul, Int8KernelComputesItsDefinition) {
+  // CPUs without the ISA run the f32 kernel (FastFallsBackWithoutTheIsa); nothing to check here.
   if (!q8_kernel_supported()) GTEST_SKIP() << "CPU lacks AVX-512 VNNI/VBMI";
   ThreadPool pool(2);
   // K = 1280: 20 blocks (all paired, more than 16); 1344 and 704: an odd last block.
@@ -123,6 +148,7 @@ TEST(Matmul, Int8KernelComputesItsDefinition) {
 // The bf16 kernel: sum of bf16(w) * bf16(x) with f32 accumulation, for K with and without a
 // tail of 32, any token count.
 TEST(Matmul, Bf16KernelComputesItsDefinition) {
+  // CPUs without the ISA run the f32 kernel (FastFallsBackWithoutTheIsa); nothing to check here.
   if (!bf16_kernel_supported()) GTEST_SKIP() << "CPU lacks AVX512-BF16";
   ThreadPool pool(2);
   for (int64_t K : {4096, 2816, 720, 50}) {
