@@ -119,20 +119,25 @@ void ActivationBuffer::reserve(int64_t max_rows, int64_t max_k) {
 }
 
 Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int64_t ldx,
-                                      Precision p) {
+                                      Precision p, std::initializer_list<const Matrix*> consumers) {
   Activations a;
   a.T = T;
   a.K = K;
   a.x = x;
   a.ldx = ldx;
   if (p != Precision::Fast) return a;
-  if (bf16_kernel_supported()) {
+  bool want_q8 = consumers.size() == 0, want_bf16 = consumers.size() == 0;
+  for (const Matrix* m : consumers) {
+    want_q8 = want_q8 || m->quantized;
+    want_bf16 = want_bf16 || (!m->quantized && m->dtype == DType::BF16);
+  }
+  if (want_bf16 && bf16_kernel_supported()) {
     check(size_t(T * K) <= xb_.size(), "activation buffer too small for " + std::to_string(T) + "x" + std::to_string(K));
     for (int64_t t = 0; t < T; ++t)
       for (int64_t i = 0; i < K; ++i) xb_[size_t(t * K + i)] = f32_to_bf16(x[t * ldx + i]);
     a.xb = xb_.data();
   }
-  if (K % 64 != 0 || !q8_kernel_supported()) return a;
+  if (!want_q8 || K % 64 != 0 || !q8_kernel_supported()) return a;
   check(size_t(T * K) <= q_.size(), "activation buffer too small for " + std::to_string(T) + "x" +
                                         std::to_string(K));
   const int64_t nb = K / 64;
@@ -208,7 +213,7 @@ void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, i
   if (p == Precision::Fast && (q8_kernel_supported() || bf16_kernel_supported())) {
     thread_local ActivationBuffer buf;
     buf.reserve(T, w.cols);
-    t.x = buf.prepare(x, T, w.cols, ldx, p);
+    t.x = buf.prepare(x, T, w.cols, ldx, p, {&w});
   }
   matmul(std::span<const MatmulTask>(&t, 1), p, pool);
 }

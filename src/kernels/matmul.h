@@ -13,6 +13,7 @@
 // kernels.cpp keeps the scalar reference (matmul_reference) every kernel is tested against.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <vector>
@@ -64,8 +65,11 @@ struct Activations {
 class ActivationBuffer {
  public:
   void reserve(int64_t max_rows, int64_t max_k);
-  // Wraps x[T, K] (row stride ldx); with Fast precision (and K % 64 == 0) also quantizes it.
-  Activations prepare(const float* x, int64_t T, int64_t K, int64_t ldx, Precision p);
+  // Wraps x[T, K] (row stride ldx). With Fast precision it also makes the int8 form (K % 64 == 0)
+  // and the bf16 form, each only if one of `consumers` (the matrices x will meet) can use it; an
+  // empty list makes both.
+  Activations prepare(const float* x, int64_t T, int64_t K, int64_t ldx, Precision p,
+                      std::initializer_list<const Matrix*> consumers = {});
 
  private:
   std::vector<int8_t> q_;

@@ -150,7 +150,7 @@ void Model::forward_chunk(const int32_t* tokens, int64_t T, KvCache& cache, floa
   for (int64_t t = 0; t < rows; ++t)
     k::simd::rms_norm(&ws.x[size_t((first + t) * H)], w_.final_norm.data(), H, float(cfg_.rms_norm_eps),
                       &ws.a[size_t(t * H)]);
-  const k::Activations a = ws.act_h.prepare(ws.a.data(), rows, H, H, precision());
+  const k::Activations a = ws.act_h.prepare(ws.a.data(), rows, H, H, precision(), {&w_.embed_tokens});
   const MatmulTask lm_head{&w_.embed_tokens, a, logits, V};  // [rows, V]
   k::matmul(std::span<const MatmulTask>(&lm_head, 1), precision(), *pool_);
   if (cfg_.final_logit_softcapping > 0) k::simd::softcap(logits, rows * V, float(cfg_.final_logit_softcapping));
@@ -216,7 +216,9 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
     observer_(l, "self_attn.k_proj", -1, ws.a.data(), T, H);
     if (L.v_proj.rows > 0) observer_(l, "self_attn.v_proj", -1, ws.a.data(), T, H);
   }
-  const k::Activations a = ws.act_h.prepare(ws.a.data(), T, H, H, precision());
+  const k::Activations a =
+      ws.act_h.prepare(ws.a.data(), T, H, H, precision(),
+                       {&L.q_proj, &L.k_proj, L.v_proj.rows > 0 ? &L.v_proj : &L.k_proj});
   ws.tasks.clear();
   ws.tasks.push_back({&L.q_proj, a, ws.q.data(), nq * D});     // 2: [T, nq*D]
   ws.tasks.push_back({&L.k_proj, a, ws.kr.data(), nkv * D});   // 3: [T, nkv*D]
@@ -259,7 +261,7 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
     }
   });
   if (observer_) observer_(l, "self_attn.o_proj", -1, ws.attn.data(), T, nq * D);
-  const MatmulTask o_proj{&L.o_proj, ws.act_wide.prepare(ws.attn.data(), T, nq * D, nq * D, precision()),
+  const MatmulTask o_proj{&L.o_proj, ws.act_wide.prepare(ws.attn.data(), T, nq * D, nq * D, precision(), {&L.o_proj}),
                           ws.o.data(), H};  // 9: [T, H]
   k::matmul(std::span<const MatmulTask>(&o_proj, 1), precision(), *pool_);
   for (int64_t t = 0; t < T; ++t) {  // 9-10: h = x + RMSNorm(o; post_attention_layernorm)
@@ -282,14 +284,14 @@ void Model::dense_mlp(int64_t l, const LayerWeights& L, int64_t T) {
     observer_(l, "mlp.gate_proj", -1, ws.a.data(), T, H);
     observer_(l, "mlp.up_proj", -1, ws.a.data(), T, H);
   }
-  const k::Activations a = ws.act_h.prepare(ws.a.data(), T, H, H, precision());
+  const k::Activations a = ws.act_h.prepare(ws.a.data(), T, H, H, precision(), {&L.mlp_gate, &L.mlp_up});
   ws.tasks.clear();
   ws.tasks.push_back({&L.mlp_gate, a, ws.gate.data(), I});  // [T, I]
   ws.tasks.push_back({&L.mlp_up, a, ws.up.data(), I});      // [T, I]
   k::matmul(ws.tasks, precision(), *pool_);
   k::simd::gelu_gate(ws.gate.data(), ws.up.data(), T * I, ws.gate.data());
   if (observer_) observer_(l, "mlp.down_proj", -1, ws.gate.data(), T, I);
-  const MatmulTask down{&L.mlp_down, ws.act_ff.prepare(ws.gate.data(), T, I, I, precision()), ws.o.data(), H};
+  const MatmulTask down{&L.mlp_down, ws.act_ff.prepare(ws.gate.data(), T, I, I, precision(), {&L.mlp_down}), ws.o.data(), H};
   k::matmul(std::span<const MatmulTask>(&down, 1), precision(), *pool_);  // [T, H]
   for (int64_t t = 0; t < T; ++t) {
     float* o = &ws.o[size_t(t * H)];
@@ -309,7 +311,8 @@ void Model::route(int64_t l, const LayerWeights& L, int64_t T) {
     for (int64_t i = 0; i < H; ++i) a[i] = a[i] * L.router_scale[size_t(i)] * inv_sqrt_h;
   }
   if (observer_) observer_(l, "router.proj", -1, ws.a.data(), T, H);
-  const MatmulTask router{&L.router_proj, ws.act_h.prepare(ws.a.data(), T, H, H, precision()), ws.router.data(), E};
+  const MatmulTask router{&L.router_proj, ws.act_h.prepare(ws.a.data(), T, H, H, precision(), {&L.router_proj}),
+                          ws.router.data(), E};
   k::matmul(std::span<const MatmulTask>(&router, 1), precision(), *pool_);  // [T, E]
   std::vector<int32_t>& idx = ws.exp_tok;  // scratch: E entries are enough here
   for (int64_t t = 0; t < T; ++t) {
@@ -348,7 +351,8 @@ void Model::experts(int64_t l, const LayerWeights& L, int64_t T) {
       ws.exp_w[size_t(e * T + n)] = ws.top_w[size_t(t * K + j)];
     }
   }
-  const k::Activations u = ws.act_h.prepare(ws.a.data(), T, H, H, precision());
+  const k::Activations u =
+      ws.act_h.prepare(ws.a.data(), T, H, H, precision(), {&L.expert_gate.first, &L.expert_up.first});
   ws.tasks.clear();
   ws.views.clear();
   int64_t rows = 0;  // routed (expert, token) pairs so far: T*K in all
@@ -371,7 +375,7 @@ void Model::experts(int64_t l, const LayerWeights& L, int64_t T) {
   k::matmul(ws.tasks, precision(), *pool_);
   k::simd::gelu_gate(ws.eg.data(), ws.eu.data(), rows * Ie, ws.eg.data());
 
-  const k::Activations g = ws.act_ff.prepare(ws.eg.data(), rows, Ie, Ie, precision());
+  const k::Activations g = ws.act_ff.prepare(ws.eg.data(), rows, Ie, Ie, precision(), {&L.expert_down.first});
   ws.tasks.clear();
   ws.views.clear();
   for (int64_t e = 0; e < E; ++e) {
