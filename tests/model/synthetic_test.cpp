@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "core/error.h"
@@ -194,6 +196,86 @@ TEST(Synthetic, DeterministicForASeed) {
   write_synthetic_model(d / "c", o, pool);
   EXPECT_NE(test::read_file(d / "a/model.safetensors"), test::read_file(d / "c/model.safetensors"));
   EXPECT_THROW(write_synthetic_model(d / "c", o, pool), Error);  // exists, no overwrite
+}
+
+std::vector<float> f32_values(const io::Checkpoint& ck, const std::string& name) {
+  const io::TensorInfo* t = ck.find(name);
+  EXPECT_NE(t, nullptr) << name;
+  if (!t) return {};
+  EXPECT_EQ(t->dtype, DType::F32) << name;
+  std::vector<float> v(size_t(t->numel()));
+  std::memcpy(v.data(), t->data, t->nbytes);
+  return v;
+}
+double rms(const std::vector<float>& v) {
+  double s = 0;
+  for (float x : v) s += double(x) * x;
+  return std::sqrt(s / double(v.size()));
+}
+
+// SyntheticInit::Stable: the post-block norm weights follow the residual's expected RMS, which
+// the test recomputes from the stored embedding and layer_scalar values (each branch adds
+// layer_update of the residual's RMS; the residual then grows by 1 + u^2 and is scaled by
+// layer_scalar), and the final norm weight is zero-mean.
+TEST(Synthetic, StableInitScalesEachLayerUpdateToTheResidual) {
+  test::TempDir d;
+  ThreadPool pool(2);
+  SyntheticOptions o;
+  o.dtype = DType::F32;
+  o.seed = 3;
+  o.layer_update = 0.2f;
+  write_synthetic_model(d / "s", o, pool);
+  io::Checkpoint ck(d / "s");
+  const std::string P = "model.language_model.";
+  const int64_t H = 256;
+  double R = rms(f32_values(ck, P + "embed_tokens.weight")) * std::sqrt(double(H));
+  EXPECT_NEAR(R, 2.5, 0.05);
+  const double u = 0.2;
+  for (int l = 0; l < 6; ++l) {
+    const std::string p = P + "layers." + std::to_string(l) + ".";
+    EXPECT_NEAR(rms(f32_values(ck, p + "post_attention_layernorm.weight")) / (u * R), 1.0, 0.03) << l;
+    EXPECT_NEAR(rms(f32_values(ck, p + "post_feedforward_layernorm.weight")) / (u * R * std::sqrt(1 + u * u)), 1.0, 0.03) << l;
+    EXPECT_NEAR(rms(f32_values(ck, p + "input_layernorm.weight")), 1.0, 0.05) << l;  // inner norms stay ~1
+    const float s = f32_values(ck, p + "layer_scalar").at(0);
+    EXPECT_GE(s, 0.8f);
+    EXPECT_LE(s, 1.0f);
+    R *= s * (1 + u * u);
+  }
+  const std::vector<float> fn = f32_values(ck, P + "norm.weight");
+  double mean = 0;
+  for (float x : fn) mean += x / double(fn.size());
+  EXPECT_LT(std::fabs(mean), 0.15);
+  EXPECT_NEAR(rms(fn), 1.0, 0.15);
+
+  // The Iid init keeps every norm near 1 and layer_scalar in [0.1, 0.9].
+  o.init = SyntheticInit::Iid;
+  write_synthetic_model(d / "i", o, pool);
+  io::Checkpoint ci(d / "i");
+  EXPECT_NEAR(rms(f32_values(ci, P + "layers.0.post_attention_layernorm.weight")), 1.0, 0.05);
+  EXPECT_NEAR(rms(f32_values(ci, P + "norm.weight")), 1.0, 0.05);
+}
+
+// A stable model's next-token predictions are not its input token (the tied lm_head would echo
+// it if the residual stayed mostly embedding under a positive final norm) and not a near-constant.
+TEST(Synthetic, StableInitDoesNotEchoTheInput) {
+  test::TempDir d;
+  ThreadPool pool(2);
+  SyntheticOptions o;
+  o.seed = 5;
+  write_synthetic_model(d / "s", o, pool);
+  const std::vector<int32_t> toks = {2, 17, 300, 1999, 5, 77, 1024, 3, 640, 12, 900, 41};
+  const auto lg = logits_of(d / "s", toks);
+  const size_t V = 2048;
+  int echo = 0;
+  std::map<size_t, int> tops;
+  for (size_t t = 0; t < toks.size(); ++t) {
+    const float* row = &lg[t * V];
+    const size_t top = size_t(std::max_element(row, row + V) - row);
+    echo += int(top) == toks[t];
+    ++tops[top];
+  }
+  EXPECT_LE(echo, 1);
+  EXPECT_GE(tops.size(), toks.size() - 2);
 }
 
 // Slow (ctest label "slow"): the real-width checkpoint at 6 layers, 3-bit MLX (~3.5 GB).

@@ -13,7 +13,8 @@ namespace mlxq::cli {
 
 void register_make_model(CLI::App& app) {
   struct Args {
-    std::string out, preset = "tiny", dtype = "bf16", format = "hf", tokenizer, recipe, o_proj = "bf16";
+    std::string out, preset = "tiny", dtype = "bf16", format = "hf", tokenizer, recipe, o_proj = "bf16", init = "stable";
+    float layer_update = 0.1f;
     int64_t layers = 0;
     uint64_t seed = 0;
     int bits = -1, group = 64, threads = 0;
@@ -26,6 +27,12 @@ void register_make_model(CLI::App& app) {
   cmd->add_option("--layers", args->layers, "Number of layers (keeps the 5 sliding : 1 full pattern)")
       ->check(CLI::Range(int64_t(1), int64_t(1000)));
   cmd->add_option("--seed", args->seed, "Random seed");
+  cmd->add_option("--init", args->init,
+                  "stable: each layer updates the residual by a set fraction, like a trained model (default); "
+                  "iid: every tensor at a fixed scale (a chaotic deep network)")
+      ->check(CLI::IsMember({"stable", "iid"}));
+  cmd->add_option("--layer-update", args->layer_update, "stable: RMS of each branch output / RMS of the residual")
+      ->check(CLI::Range(0.01f, 4.0f));
   cmd->add_option("--dtype", args->dtype, "bf16 | f32")->check(CLI::IsMember({"bf16", "f32"}));
   cmd->add_option("--format", args->format, "hf | mlx")->check(CLI::IsMember({"hf", "mlx"}));
   cmd->add_option("--q-bits", args->bits, "MLX format: bits (2,3,4,5,6,8; default 4, or 3 with --q-recipe unsloth)")->check(CLI::IsMember({2, 3, 4, 5, 6, 8}));
@@ -42,6 +49,8 @@ void register_make_model(CLI::App& app) {
     opt.preset = args->preset;
     opt.layers = args->layers;
     opt.seed = args->seed;
+    opt.init = args->init == "iid" ? model::gemma4::SyntheticInit::Iid : model::gemma4::SyntheticInit::Stable;
+    opt.layer_update = args->layer_update;
     opt.dtype = args->dtype == "f32" ? DType::F32 : DType::BF16;
     opt.format = args->format == "mlx" ? model::gemma4::CheckpointFormat::MLX : model::gemma4::CheckpointFormat::HF;
     opt.quant = {args->bits > 0 ? args->bits : (args->recipe == "unsloth" ? 3 : 4), args->group};

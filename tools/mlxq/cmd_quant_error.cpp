@@ -42,7 +42,9 @@ std::map<std::string, RefView> reference_views(const io::Checkpoint& ref) {
   return out;
 }
 
-double kl(const float* p_logits, const float* q_logits, int64_t n, bool* same_top) {
+// KL(p || q) of the softmaxes of two logit rows; also whether their argmaxes agree, p's argmax
+// and p's entropy (nats).
+double kl(const float* p_logits, const float* q_logits, int64_t n, bool* same_top, int64_t* top_p, double* entropy_p) {
   float mp = -INFINITY, mq = -INFINITY;
   int64_t ap = 0, aq = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -51,12 +53,15 @@ double kl(const float* p_logits, const float* q_logits, int64_t n, bool* same_to
   }
   double zp = 0, zq = 0;
   for (int64_t i = 0; i < n; ++i) zp += std::exp(double(p_logits[i] - mp)), zq += std::exp(double(q_logits[i] - mq));
-  double d = 0;
+  double d = 0, h = 0;
   for (int64_t i = 0; i < n; ++i) {
     const double lp = double(p_logits[i] - mp) - std::log(zp), lq = double(q_logits[i] - mq) - std::log(zq);
     d += std::exp(lp) * (lp - lq);
+    h -= std::exp(lp) * lp;
   }
   *same_top = ap == aq;
+  *top_p = ap;
+  *entropy_p = h;
   return d;
 }
 
@@ -73,8 +78,8 @@ void kl_report(model::gemma4::Model& mr, model::gemma4::Model& mq, const std::st
   const int64_t V = mr.config().vocab_size, per = ctx - 1;
   check(mq.config().vocab_size == V, "the two checkpoints have different vocabularies");
   std::vector<float> lr(size_t(ctx) * size_t(V)), lq(lr.size());
-  double sum = 0, worst = 0;
-  int64_t n = 0, agree = 0;
+  double sum = 0, worst = 0, entropy = 0;
+  int64_t n = 0, agree = 0, echo = 0;
   for (int64_t c = 0; c < chunks && (c + 1) * per <= int64_t(ids.size()); ++c) {
     std::vector<int32_t> chunk = {2};
     chunk.insert(chunk.end(), ids.begin() + c * per, ids.begin() + (c + 1) * per);
@@ -83,7 +88,11 @@ void kl_report(model::gemma4::Model& mr, model::gemma4::Model& mq, const std::st
     mq.forward(chunk, cq, lq.data());
     for (size_t t = 0; t < chunk.size(); ++t) {
       bool same = false;
-      const double d = kl(&lr[t * size_t(V)], &lq[t * size_t(V)], V, &same);
+      int64_t top = 0;
+      double h = 0;
+      const double d = kl(&lr[t * size_t(V)], &lq[t * size_t(V)], V, &same, &top, &h);
+      entropy += h;
+      echo += top == chunk[t];
       sum += d;
       worst = std::max(worst, d);
       agree += same;
@@ -93,6 +102,10 @@ void kl_report(model::gemma4::Model& mr, model::gemma4::Model& mq, const std::st
   check(n > 0, text_path + ": too little text for one chunk of " + std::to_string(ctx) + " tokens");
   std::printf("\n%s over %lld positions: mean %.4e, max %.4e; top-1 agreement %.1f%%\n", label, (long long)n,
               sum / double(n), worst, 100.0 * double(agree) / double(n));
+  // How informative the test is: a near-certain reference (entropy ~0), or one that mostly
+  // predicts the token it was fed, hides differences that a spread distribution would show.
+  std::printf("reference: mean entropy %.3f nats; top-1 is the input token at %.1f%% of positions\n",
+              entropy / double(n), 100.0 * double(echo) / double(n));
 }
 
 // The Fast precision (int8 activations into quantized matmuls) against the Exact one, same weights.

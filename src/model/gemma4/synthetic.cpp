@@ -34,7 +34,16 @@ struct Source {
   float a = 0, b = 0;
 };
 
-std::vector<Source> sources(const Gemma4Config& c) {
+// Layer l's layer_scalar under SyntheticInit::Stable: spread over [0.8, 1.0] along the depth
+// (a low-discrepancy sequence), so the residual's RMS stays within a few times its start and
+// far above the norms' eps.
+float stable_layer_scalar(int64_t l) {
+  const double f = std::fmod(0.6180339887 * double(l + 1), 1.0);
+  return float(0.8 + 0.2 * f);
+}
+
+std::vector<Source> sources(const Gemma4Config& c, const SyntheticOptions& opt) {
+  const bool stable = opt.init == SyntheticInit::Stable;
   const int64_t H = c.hidden_size, I = c.intermediate_size, E = c.num_experts;
   const int64_t Ie = c.moe_intermediate_size, nq = c.num_attention_heads;
   auto sd = [](int64_t fan_in) { return std::clamp(0.8f / std::sqrt(float(fan_in)), 0.02f, 0.05f); };
@@ -45,7 +54,12 @@ std::vector<Source> sources(const Gemma4Config& c) {
   auto vec = [&](std::string n, int64_t k, float lo, float hi) {
     s.push_back({std::move(n), 0, 1, k, true, false, lo, hi});
   };
-  mat("embed_tokens.weight", 0, c.vocab_size, H, 0.1f);
+  // Stable: the embedding (times sqrt(H) at the input) starts the residual at RMS R = 2.5, and
+  // the tied lm_head then gives logits of about that standard deviation before the softcap.
+  const float embed_sd = stable ? 2.5f / std::sqrt(float(H)) : 0.1f;
+  mat("embed_tokens.weight", 0, c.vocab_size, H, embed_sd);
+  const double eps = opt.layer_update;
+  double R = double(embed_sd) * std::sqrt(double(H));  // expected residual RMS entering layer l
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
     const int64_t D = c.layer_head_dim(l), nkv = c.layer_kv_heads(l);
@@ -57,7 +71,12 @@ std::vector<Source> sources(const Gemma4Config& c) {
     mat(p + "self_attn.o_proj.weight", 0, H, nq * D, sd(nq * D));
     vec(p + "self_attn.q_norm.weight", D, 0.8f * qk, 1.2f * qk);
     vec(p + "self_attn.k_norm.weight", D, 0.8f * qk, 1.2f * qk);
-    vec(p + "post_attention_layernorm.weight", H, 0.8f, 1.2f);
+    // U(0.8a, 1.2a) has RMS 1.0066a: the branch outputs have RMS a (Stable: eps * R).
+    const float post_attn = stable ? float(eps * R / 1.0066) : 1.0f;
+    const float post_ffn = stable ? float(eps * R * std::sqrt(1 + eps * eps) / 1.0066) : 1.0f;
+    const float scalar = stable_layer_scalar(l);
+    if (stable) R *= double(scalar) * (1 + eps * eps);
+    vec(p + "post_attention_layernorm.weight", H, 0.8f * post_attn, 1.2f * post_attn);
     vec(p + "pre_feedforward_layernorm.weight", H, 0.8f, 1.2f);
     mat(p + "mlp.gate_proj.weight", 0, I, H, sd(H));
     mat(p + "mlp.up_proj.weight", 0, I, H, sd(H));
@@ -70,10 +89,12 @@ std::vector<Source> sources(const Gemma4Config& c) {
     mat(p + "experts.gate_up_proj", E, 2 * Ie, H, sd(H));
     mat(p + "experts.down_proj", E, H, Ie, sd(Ie));
     vec(p + "post_feedforward_layernorm_2.weight", H, 0.8f, 1.2f);
-    vec(p + "post_feedforward_layernorm.weight", H, 0.8f, 1.2f);
-    vec(p + "layer_scalar", 1, 0.1f, 0.9f);
+    vec(p + "post_feedforward_layernorm.weight", H, 0.8f * post_ffn, 1.2f * post_ffn);
+    if (stable) vec(p + "layer_scalar", 1, scalar, scalar);
+    else vec(p + "layer_scalar", 1, 0.1f, 0.9f);
   }
-  vec("norm.weight", H, 0.8f, 1.2f);
+  if (stable) s.push_back({"norm.weight", 0, 1, H, true, true, 1.0f, 0});  // N(0, 1)
+  else vec("norm.weight", H, 0.8f, 1.2f);
   return s;
 }
 
@@ -267,7 +288,7 @@ json synthetic_config(const SyntheticOptions& opt) {
     // The default triple plus a sparse override per module whose spec differs (§3.2).
     json q = {{"bits", opt.quant.bits}, {"group_size", opt.quant.group_size}, {"mode", "affine"}};
     const Gemma4Config cfg = parse_config(c, "config.json");
-    for (const Piece& p : plan(opt, sources(cfg), cfg.num_hidden_layers))
+    for (const Piece& p : plan(opt, sources(cfg, opt), cfg.num_hidden_layers))
       if (p.part == Part::Words && !(p.q == opt.quant))
         q[p.module] = {{"bits", p.q.bits}, {"group_size", p.q.group_size}, {"mode", "affine"}};
     c["quantization"] = q;
@@ -278,7 +299,7 @@ json synthetic_config(const SyntheticOptions& opt) {
 
 std::vector<io::TensorSpec> synthetic_tensor_plan(const SyntheticOptions& opt) {
   const Gemma4Config cfg = parsed(opt);
-  const auto srcs = sources(cfg);
+  const auto srcs = sources(cfg, opt);
   std::vector<io::TensorSpec> out;
   for (const Piece& p : plan(opt, srcs, cfg.num_hidden_layers)) out.push_back(p.spec);
   return out;
@@ -290,7 +311,7 @@ void write_synthetic_model(const std::string& out_dir, const SyntheticOptions& o
   check(quant::valid_bits(opt.quant.bits), "make-model: --q-bits must be 2, 3, 4, 5, 6 or 8");
   check(quant::valid_group_size(opt.quant.group_size), "make-model: --q-group-size must be 32, 64 or 128");
   const Gemma4Config cfg = parsed(opt);
-  const auto srcs = sources(cfg);
+  const auto srcs = sources(cfg, opt);
   const std::vector<Piece> pieces = plan(opt, srcs, cfg.num_hidden_layers);
   std::map<std::string, const Piece*> by_name;
   std::vector<io::TensorSpec> specs;

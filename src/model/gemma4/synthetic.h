@@ -19,11 +19,25 @@ namespace mlxq::model::gemma4 {
 
 enum class CheckpointFormat { HF, MLX };
 
+// How the weights' magnitudes are chosen.
+//  Iid:    every tensor independently at a fixed scale (norm weights near 1, layer_scalar
+//          U(0.1, 0.9)). Each layer rewrites most of the residual stream, which makes the deep
+//          random network chaotic: a 1e-7 change of one activation moves the 30-layer 26b-a4b
+//          logits by up to 1e-2.
+//  Stable: like a trained network, each layer updates the residual stream by a set fraction
+//          (`layer_update`, in RMS) of what is already there: the post-attention and
+//          post-feedforward norm weights are scaled to the residual's expected RMS at that depth
+//          (which the embedding scale and the layer_scalar values fix), and the final norm weight
+//          is zero-mean so the tied lm_head does not just echo the input token.
+enum class SyntheticInit { Iid, Stable };
+
 struct SyntheticOptions {
   std::string preset = "tiny";    // "tiny" (the golden tiny-a shape), "small" (tiny with the real
                                   // 262144 vocabulary) or "26b-a4b" (the real shape)
   int64_t layers = 0;             // 0: the preset's depth; else keeps 5 sliding : 1 full
   uint64_t seed = 0;
+  SyntheticInit init = SyntheticInit::Stable;
+  float layer_update = 0.1f;      // Stable: each branch adds this fraction of the residual's RMS
   DType dtype = DType::BF16;      // BF16 or F32 for dense tensors (and scales/biases)
   CheckpointFormat format = CheckpointFormat::HF;
   quant::Spec quant{4, 64};       // MLX format: bits and group size (uniform without a recipe)
