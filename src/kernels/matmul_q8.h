@@ -24,6 +24,8 @@ namespace hwy_kernels {
 // f32 kernels for any matrix (Highway, runtime-dispatched; matmul_hwy.cpp).
 void matmul_rows_f32(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                      int64_t ldy);
+// Row r of w in f32 with SIMD: the same values as Matrix::row_f32 (tests hold it to that).
+void dequant_row_f32(const Matrix& w, int64_t r, float* out);
 // The Highway target the f32 kernels dispatch to, e.g. "AVX3_DL".
 const char* target_name();
 }  // namespace hwy_kernels

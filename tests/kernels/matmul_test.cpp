@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/matmul_q8.h"
 #include "kernels/test_matrix.h"
 #include "kernels/vector_ops.h"
 #include "hwy_targets.h"
@@ -60,6 +61,29 @@ TEST(Matmul, ExactMatchesReferenceOnEveryTarget) {
           for (int64_t n = 0; n < N; ++n)
             ASSERT_NEAR(y[size_t(t * ldy + n)], ref[size_t(t * ldy + n)], 2e-5 * std::sqrt(double(K)))
                 << "bits " << f.spec.bits << " gs " << f.spec.group_size << " T " << T;
+      }
+    }
+  }
+}
+
+// The SIMD dequantizer of the f32 kernels gives Matrix::row_f32's values bit for bit, on every
+// target; the last row ends where its buffer does (ASan would flag a read past it).
+TEST(Matmul, SimdDequantizationMatchesTheScalarOneOnEveryTarget) {
+  for (int64_t target : hwy_targets()) {
+    ForceTarget force(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (const Fmt& f : all_formats()) {
+      for (int64_t K : {128, 384, 2816}) {
+        if (K % f.spec.group_size != 0) continue;
+        Owned o = make_matrix(5, K, f.q, f.dt, f.spec, 7);
+        std::vector<float> want(static_cast<size_t>(K)), got(static_cast<size_t>(K), -1.0f);
+        for (int64_t r = 0; r < 5; ++r) {
+          o.m.row_f32(r, want.data());
+          hwy_kernels::dequant_row_f32(o.m, r, got.data());
+          for (int64_t i = 0; i < K; ++i)
+            ASSERT_EQ(got[size_t(i)], want[size_t(i)]) << "bits " << f.spec.bits << " gs " << f.spec.group_size
+                                                       << " K " << K << " row " << r << " col " << i;
+        }
       }
     }
   }
