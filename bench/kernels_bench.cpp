@@ -1,8 +1,8 @@
 // Kernel microbenchmarks (Google Benchmark), reported in GB/s of weights streamed:
 //  - BM_Stream: the STREAM-like read probe (the bandwidth limit the kernels are measured against);
 //  - BM_Matvec: one token through a matrix far larger than the caches (decode), per affine bit
-//    width, bf16, and the Exact f32 kernel (exact:1 on the best Highway target, exact:2 forced
-//    to AVX2: what the Fast precision falls back to on a CPU without AVX-512 VNNI); 1 and 2 threads;
+//    width, bf16 (mode:0), the Exact f32 kernel (mode:1 on the best Highway target, mode:2 forced
+//    to AVX2) and Fast as an AVX2-only CPU runs it (mode:3, the AVX2 int8 kernel); 1 and 2 threads;
 //  - BM_Matmul: 64 tokens through one matrix (prefill), in GMAC/s as "items".
 // Run: build/bench/kernels_bench [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
@@ -67,16 +67,27 @@ void BM_Stream(benchmark::State& state) {
 }
 BENCHMARK(BM_Stream)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1);
 
-// args: bits (16 = bf16), threads, exact (0: Fast, 1: Exact, 2: Exact on the AVX2 target)
+// args: bits (16 = bf16), threads, mode (0: Fast, 1: Exact, 2: Exact on the AVX2 target,
+// 3: Fast as an AVX2-only CPU runs it: the AVX2 int8 kernel, AVX-512 kernels off)
 void BM_Matvec(benchmark::State& state) {
-  if (state.range(2) == 2 && !(hwy::SupportedTargets() & HWY_AVX2)) {
+  const bool avx2_only = state.range(2) >= 2;
+  if (avx2_only && !(hwy::SupportedTargets() & HWY_AVX2)) {
     state.SkipWithError("no AVX2 target on this CPU/build");
     return;
   }
-  struct Force {  // restricts Highway dispatch for this run (and restores it)
-    explicit Force(bool on) { if (on) hwy::SetSupportedTargetsForTest(HWY_AVX2); }
-    ~Force() { hwy::SetSupportedTargetsForTest(0); }
-  } force(state.range(2) == 2);
+  struct Force {  // restricts Highway dispatch and the int8 kernels for this run (and restores them)
+    explicit Force(bool on) : on_(on) {
+      if (!on) return;
+      hwy::SetSupportedTargetsForTest(HWY_AVX2);
+      set_avx512_kernels_enabled(false);
+    }
+    ~Force() {
+      if (!on_) return;
+      hwy::SetSupportedTargetsForTest(0);
+      set_avx512_kernels_enabled(true);
+    }
+    bool on_;
+  } force(avx2_only);
   const int bits = int(state.range(0));
   const int64_t K = 2816;
   const int64_t rows = (int64_t(768) << 20) / (K * (bits == 16 ? 16 : bits) / 8);  // ~768 MB of codes
@@ -90,7 +101,7 @@ void BM_Matvec(benchmark::State& state) {
     bm = cache.back().get();
   }
   ThreadPool pool(int(state.range(1)));
-  const Precision p = state.range(2) ? Precision::Exact : Precision::Fast;
+  const Precision p = state.range(2) == 1 || state.range(2) == 2 ? Precision::Exact : Precision::Fast;
   std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(rows));
   ActivationBuffer buf;
   buf.reserve(1, K);
@@ -101,9 +112,9 @@ void BM_Matvec(benchmark::State& state) {
   state.SetLabel(kernel_name(bm->m, p));
 }
 BENCHMARK(BM_Matvec)
-    ->ArgNames({"bits", "threads", "exact"})
+    ->ArgNames({"bits", "threads", "mode"})
     ->ArgsProduct({{3, 4, 5, 8, 16}, {1, 2}, {0}})
-    ->ArgsProduct({{3, 4, 5}, {1, 2}, {1, 2}})
+    ->ArgsProduct({{3, 4, 5}, {1, 2}, {1, 2, 3}})
     ->Unit(benchmark::kMillisecond);
 
 // 64 tokens through a 2816 x 2816 matrix; items = multiply-accumulates.

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cmath>
 
+#include <hwy/targets.h>
+
 #include "core/error.h"
 #include "kernels/matmul_q8.h"
 
@@ -24,6 +26,15 @@ bool cpu_has_q8_isa() {
 #endif
 }
 
+bool cpu_has_avx2_isa() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
 bool cpu_has_bf16_isa() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   return cpu_has_q8_isa() && __builtin_cpu_supports("avx512bf16");
@@ -33,17 +44,34 @@ bool cpu_has_bf16_isa() {
 }
 
 std::atomic<bool> g_q8_enabled{true};
+std::atomic<bool> g_avx512_enabled{true};
+
+bool avx512_on() {
+  return g_q8_enabled.load(std::memory_order_relaxed) && g_avx512_enabled.load(std::memory_order_relaxed);
+}
 
 bool use_bf16(const Matrix& w, const Activations& x, Precision p) {
   return p == Precision::Fast && x.xb != nullptr && !w.quantized && w.dtype == DType::BF16 &&
-         bf16_kernel_supported() && g_q8_enabled.load(std::memory_order_relaxed);
+         bf16_kernel_supported() && avx512_on();
 }
 
-bool use_q8(const Matrix& w, const Activations& x, Precision p) {
-  return p == Precision::Fast && x.q != nullptr && w.quantized && q8_kernel_supported() &&
-         g_q8_enabled.load(std::memory_order_relaxed) &&
-         (w.spec.group_size == 64 || w.spec.group_size == 128) && w.cols % 64 == 0 &&
-         w.cols <= 64 * q8::kMaxBlocks;
+enum class Q8 { None, Avx512, Avx2 };
+
+Q8 q8_kernel(const Matrix& w, const Activations& x, Precision p) {
+  if (p != Precision::Fast || x.q == nullptr || !w.quantized || !g_q8_enabled.load(std::memory_order_relaxed) ||
+      (w.spec.group_size != 64 && w.spec.group_size != 128) || w.cols % 64 != 0 || w.cols > 64 * q8::kMaxBlocks)
+    return Q8::None;
+  if (q8_kernel_supported() && avx512_on()) return Q8::Avx512;
+  if (q8_avx2_kernel_supported() && w.spec.bits <= 6) return Q8::Avx2;
+  return Q8::None;
+}
+
+bool use_q8(const Matrix& w, const Activations& x, Precision p) { return q8_kernel(w, x, p) != Q8::None; }
+
+// Whether activations should get their int8 form at all.
+bool int8_activations() {
+  return g_q8_enabled.load(std::memory_order_relaxed) &&
+         ((q8_kernel_supported() && avx512_on()) || q8_avx2_kernel_supported());
 }
 
 // Cost of one row of a task in "bytes": what it streams plus its arithmetic, roughly weighted.
@@ -75,19 +103,35 @@ bool bf16_kernel_supported() {
   static const bool ok = cpu_has_bf16_isa();
   return ok;
 }
+bool q8_avx2_kernel_supported() {
+  static const bool ok = cpu_has_avx2_isa();
+  return ok;
+}
 void set_q8_kernel_enabled(bool on) { g_q8_enabled.store(on); }
+void set_avx512_kernels_enabled(bool on) { g_avx512_enabled.store(on); }
+void emulate_avx2_cpu() {
+  check(q8_avx2_kernel_supported() && (hwy::SupportedTargets() & HWY_AVX2) != 0,
+        "MLXQ_CPU=avx2: this CPU (or build) has no AVX2 + FMA");
+  hwy::SetSupportedTargetsForTest(HWY_AVX2);
+  set_avx512_kernels_enabled(false);
+}
 
 std::string kernel_name(const Matrix& w, Precision p) {
   Activations probe;
   probe.q = reinterpret_cast<const int8_t*>(&probe);  // any non-null: "int8 form present"
-  if (w.cols % 64 == 0 && use_q8(w, probe, p)) return "q8-avx512";
+  switch (w.cols % 64 == 0 ? q8_kernel(w, probe, p) : Q8::None) {
+    case Q8::Avx512: return "q8-avx512";
+    case Q8::Avx2: return "q8-avx2";
+    default: break;
+  }
   probe.xb = reinterpret_cast<const uint16_t*>(&probe);
   if (use_bf16(w, probe, p)) return "bf16-avx512";
   return std::string("f32-hwy:") + hwy_kernels::target_name();
 }
 
 void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s) {
-  if (q8_kernel_supported()) return q8::quantize_row_avx512(x, K, q, d, s);
+  if (q8_kernel_supported() && g_avx512_enabled.load(std::memory_order_relaxed))
+    return q8::quantize_row_avx512(x, K, q, d, s);
   quantize_row_q8_scalar(x, K, q, d, s);
 }
 
@@ -137,7 +181,7 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
       for (int64_t i = 0; i < K; ++i) xb_[size_t(t * K + i)] = f32_to_bf16(x[t * ldx + i]);
     a.xb = xb_.data();
   }
-  if (!want_q8 || K % 64 != 0 || !q8_kernel_supported()) return a;
+  if (!want_q8 || K % 64 != 0 || !int8_activations()) return a;
   check(size_t(T * K) <= q_.size(), "activation buffer too small for " + std::to_string(T) + "x" +
                                         std::to_string(K));
   const int64_t nb = K / 64;
@@ -151,8 +195,11 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
 
 void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p) {
   if (r0 >= r1 || t.x.T == 0) return;
-  if (use_q8(*t.w, t.x, p)) {
+  const Q8 q8k = q8_kernel(*t.w, t.x, p);
+  if (q8k == Q8::Avx512) {
     q8::matmul_rows_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
+  } else if (q8k == Q8::Avx2) {
+    q8::matmul_rows_avx2(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else if (use_bf16(*t.w, t.x, p)) {
     q8::matmul_rows_bf16_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else {
@@ -210,7 +257,7 @@ void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, i
   t.x.ldx = ldx;
   t.y = y;
   t.ldy = ldy;
-  if (p == Precision::Fast && (q8_kernel_supported() || bf16_kernel_supported())) {
+  if (p == Precision::Fast && (int8_activations() || bf16_kernel_supported())) {
     thread_local ActivationBuffer buf;
     buf.reserve(T, w.cols);
     t.x = buf.prepare(x, T, w.cols, ldx, p, {&w});

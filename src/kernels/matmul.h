@@ -6,9 +6,10 @@
 // Two precisions:
 //  - Fast: activations are quantized to int8 in blocks of 64 (one f32 scale each, plus the block
 //    sum of the quantized values for the affine bias term) and quantized weights are multiplied
-//    as integers
-//    (AVX-512 VNNI/VBMI); dense weights use f32 arithmetic. Matrices the int8 kernel cannot take
-//    (group size 32, K not a multiple of 64, a CPU without VNNI/VBMI) use the Exact kernels.
+//    as integers (AVX-512 VNNI/VBMI, or AVX2 for 2-6 bit codes); dense bf16 weights use
+//    AVX512-BF16 with bf16 activations where the CPU has it. Matrices no int8 kernel takes
+//    (group size 32, K not a multiple of 64, 8-bit codes without AVX-512, a CPU without AVX2)
+//    use the Exact kernels.
 //  - Exact: f32 activations, weights dequantized to f32 (Highway, any target).
 // kernels.cpp keeps the scalar reference (matmul_reference) every kernel is tested against.
 #pragma once
@@ -116,6 +117,15 @@ std::string kernel_name(const Matrix& w, Precision p);
 // without those instructions runs; for tests and benchmarks).
 bool q8_kernel_supported();
 void set_q8_kernel_enabled(bool on);
+// The AVX2 + FMA int8 kernel (2- to 6-bit codes) that CPUs without AVX-512 VNNI/VBMI use, and a
+// switch that turns the AVX-512 kernels (int8, bf16, the AVX-512 quantizer) off, so this CPU
+// runs what an AVX2-only one would (for tests and benchmarks).
+bool q8_avx2_kernel_supported();
+void set_avx512_kernels_enabled(bool on);
+// Runs every kernel as on a CPU with AVX2 and nothing newer: the AVX-512 kernels off and
+// Highway restricted to its AVX2 target (what the environment variable MLXQ_CPU=avx2 does in
+// the mlxq tool). Throws when this CPU lacks AVX2.
+void emulate_avx2_cpu();
 // The same for the bf16 dot-product kernel (AVX512-BF16) that Fast precision uses for dense bf16
 // weights: activations rounded to bf16 (round to nearest even), f32 accumulation.
 bool bf16_kernel_supported();

@@ -13,6 +13,10 @@ constexpr int64_t kMaxBlocks = 256;
 // group_size 64 or 128, K % 64 == 0, K <= 64 * kMaxBlocks and the int8 form of x.
 void matmul_rows_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                         int64_t ldy);
+// AVX2 + FMA int8 kernel (matmul_q8_avx2.cpp): the same activations and sums as the AVX-512 one,
+// for 2- to 6-bit codes.
+void matmul_rows_avx2(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
+                      int64_t ldy);
 // quantize_row_q8 with AVX-512 (same results).
 void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* s);
 // AVX512-BF16 kernel for dense bf16 weights and the bf16 form of x (matmul_bf16_avx512.cpp).

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -116,7 +117,7 @@ TEST(Matmul, FastFallsBackWithoutTheIsa) {
   ActivationBuffer buf;
   buf.reserve(T, K);
   const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
-  EXPECT_EQ(a.q != nullptr, q8_kernel_supported());
+  EXPECT_EQ(a.q != nullptr, q8_kernel_supported() || q8_avx2_kernel_supported());
   EXPECT_EQ(a.xb != nullptr, bf16_kernel_supported());
   set_q8_kernel_enabled(false);  // what a CPU without the ISA runs
   for (const Owned* o : {&q, &bf}) {
@@ -130,42 +131,57 @@ TEST(Matmul, FastFallsBackWithoutTheIsa) {
   set_q8_kernel_enabled(true);
 }
 
-// Where the CPU lacks the ISA there is no int8 form and the definition is the exact f32 product.
+// Both int8 kernels (AVX-512, and AVX2 with the AVX-512 kernels switched off) against their
+// integer definition, for every format, with and without an odd last block, any token count.
+// A matrix no int8 kernel takes (group 32; 8-bit codes on AVX2; a CPU without the ISA) runs
+// the f32 kernel, whose definition is the exact product; the kernel name says which ran.
 TEST(Matmul, Int8KernelComputesItsDefinition) {
   ThreadPool pool(2);
-  // K = 1280: 20 blocks (all paired, more than 16); 1344 and 704: an odd last block.
-  for (int64_t K : {1280, 1344, 704}) {
-    const int64_t N = 37, ldy = N + 1;
-    const std::vector<float> x = random_x(9 * K, 5);
-    ActivationBuffer buf;
-    buf.reserve(9, K);
-    for (const Fmt& f : all_formats()) {
-      if (!f.q || K % f.spec.group_size != 0) continue;
-      Owned o = make_matrix(N, K, f.q, f.dt, f.spec, 43);
-      for (int64_t T : {1, 2, 3, 4, 5, 9}) {
-        const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
-        ASSERT_EQ(a.q != nullptr, q8_kernel_supported());
-        std::vector<float> y(size_t(T * ldy), -1.0f), ref(size_t(T * ldy));
-        MatmulTask task{&o.m, a, y.data(), ldy};
-        matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
-        matmul_reference(o.m, x.data(), T, K, ref.data(), ldy, pool);
-        double err2 = 0, ref2 = 0;
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t n = 0; n < N; ++n) {
-            const double want = f.spec.group_size == 32 || a.q == nullptr
-                                    ? double(ref[size_t(t * ldy + n)])  // f32 kernel
-                                    : q8_expected(o.m, n, a.q + t * K, a.d + t * (K / 64), a.s + t * (K / 64));
-            ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-4 * std::sqrt(double(K)))
-                << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size << " T " << T << " row " << n;
-            const double e = double(y[size_t(t * ldy + n)]) - ref[size_t(t * ldy + n)];
-            err2 += e * e;
-            ref2 += double(ref[size_t(t * ldy + n)]) * ref[size_t(t * ldy + n)];
-          }
-        // int8 activations in blocks of 64 cost a few percent at most of the output's magnitude.
-        EXPECT_LT(std::sqrt(err2 / ref2), 0.03) << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size;
+  for (const bool avx512 : {true, false}) {
+    set_avx512_kernels_enabled(avx512);
+    const bool has512 = avx512 && q8_kernel_supported(), has2 = q8_avx2_kernel_supported();
+    SCOPED_TRACE(avx512 ? "AVX-512 kernels on" : "AVX-512 kernels off");
+    // K = 1280: 20 blocks (all paired, more than 16); 1344 and 704: an odd last block.
+    for (int64_t K : {1280, 1344, 704}) {
+      const int64_t N = 37, ldy = N + 1;
+      const std::vector<float> x = random_x(9 * K, 5);
+      ActivationBuffer buf;
+      buf.reserve(9, K);
+      for (const Fmt& f : all_formats()) {
+        if (!f.q || K % f.spec.group_size != 0) continue;
+        Owned o = make_matrix(N, K, f.q, f.dt, f.spec, 43);
+        const std::string want_kernel = f.spec.group_size == 32 ? "f32"
+                                        : has512                 ? "q8-avx512"
+                                        : has2 && f.spec.bits <= 6 ? "q8-avx2"
+                                                                   : "f32";
+        EXPECT_EQ(kernel_name(o.m, Precision::Fast).substr(0, want_kernel.size()), want_kernel)
+            << "bits " << f.spec.bits << " gs " << f.spec.group_size;
+        for (int64_t T : {1, 2, 3, 4, 5, 9}) {
+          const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
+          ASSERT_EQ(a.q != nullptr, has512 || has2);
+          std::vector<float> y(size_t(T * ldy), -1.0f), ref(size_t(T * ldy));
+          MatmulTask task{&o.m, a, y.data(), ldy};
+          matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
+          matmul_reference(o.m, x.data(), T, K, ref.data(), ldy, pool);
+          double err2 = 0, ref2 = 0;
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t n = 0; n < N; ++n) {
+              const double want = want_kernel == "f32"
+                                      ? double(ref[size_t(t * ldy + n)])
+                                      : q8_expected(o.m, n, a.q + t * K, a.d + t * (K / 64), a.s + t * (K / 64));
+              ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-4 * std::sqrt(double(K)))
+                  << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size << " T " << T << " row " << n;
+              const double e = double(y[size_t(t * ldy + n)]) - ref[size_t(t * ldy + n)];
+              err2 += e * e;
+              ref2 += double(ref[size_t(t * ldy + n)]) * ref[size_t(t * ldy + n)];
+            }
+          // int8 activations in blocks of 64 cost a few percent at most of the output's magnitude.
+          EXPECT_LT(std::sqrt(err2 / ref2), 0.03) << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size;
+        }
       }
     }
   }
+  set_avx512_kernels_enabled(true);
 }
 
 // The bf16 kernel: sum of bf16(w) * bf16(x) with f32 accumulation, for K with and without a
@@ -236,11 +252,19 @@ TEST(Matmul, KernelNamesFollowTheFormat) {
   Owned q3 = make_matrix(8, 128, true, DType::BF16, {3, 64}, 1);
   Owned q32 = make_matrix(8, 128, true, DType::BF16, {4, 32}, 1);
   Owned bf = make_matrix(8, 128, false, DType::BF16, {}, 1);
-  EXPECT_EQ(kernel_name(q3.m, Precision::Fast), q8_kernel_supported() ? "q8-avx512" : std::string("f32-hwy:") + simd::target_name());
+  const std::string f32 = std::string("f32-hwy:") + simd::target_name();
+  EXPECT_EQ(kernel_name(q3.m, Precision::Fast),
+            q8_kernel_supported() ? "q8-avx512" : q8_avx2_kernel_supported() ? "q8-avx2" : f32);
   EXPECT_EQ(kernel_name(q3.m, Precision::Exact).rfind("f32-hwy:", 0), 0u);
   EXPECT_EQ(kernel_name(q32.m, Precision::Fast).rfind("f32-hwy:", 0), 0u);
   EXPECT_EQ(kernel_name(bf.m, Precision::Fast).rfind(bf16_kernel_supported() ? "bf16-avx512" : "f32-hwy:", 0), 0u);
   EXPECT_EQ(kernel_name(bf.m, Precision::Exact).rfind("f32-hwy:", 0), 0u);
+  set_avx512_kernels_enabled(false);  // an AVX2-only CPU: int8 up to 6 bits, f32 for the rest
+  Owned q8 = make_matrix(8, 128, true, DType::BF16, {8, 64}, 1);
+  EXPECT_EQ(kernel_name(q3.m, Precision::Fast), q8_avx2_kernel_supported() ? "q8-avx2" : f32);
+  EXPECT_EQ(kernel_name(q8.m, Precision::Fast), f32);
+  EXPECT_EQ(kernel_name(bf.m, Precision::Fast), f32);
+  set_avx512_kernels_enabled(true);
 }
 
 // Several tasks in one job, gathered activation rows, any thread count: each output equals the

@@ -1,12 +1,15 @@
 // mlxq command-line entry point: dispatches to the subcommands and turns every error into one
 // line on stderr and a non-zero exit.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <exception>
 #include <filesystem>
 #include <iostream>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/matmul.h"
 #include "mlxq/commands.h"
 #include "model/gemma4/synthetic.h"
 
@@ -60,6 +63,11 @@ int main(int argc, char** argv) {
   mlxq::cli::register_imatrix(app);
   mlxq::cli::register_quant_error(app);
   try {
+    // MLXQ_CPU=avx2: run the kernels a CPU without AVX-512 would (for comparisons on one machine).
+    if (const char* cpu = std::getenv("MLXQ_CPU"); cpu && *cpu) {
+      mlxq::check(std::string(cpu) == "avx2", std::string("MLXQ_CPU=") + cpu + ": the only value is avx2");
+      mlxq::kernels::emulate_avx2_cpu();
+    }
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
