@@ -140,18 +140,33 @@ void dot_tokens(const uint8_t* codes, const int8_t* const* xq, const float* cons
   for (int t = 0; t < NT; ++t) y[t] = hsum(acc[t]);
 }
 
+// Per-64-block scale and bias of one row as f32 (groups of 64 or 128; bf16 groups of 64, the
+// common case, 8 at a time).
+void block_params(const Matrix& w, int64_t r, int64_t nb, float* s, float* b) {
+  const uint8_t* sc = w.scales + size_t(r) * w.sb_row_bytes;
+  const uint8_t* bi = w.biases + size_t(r) * w.sb_row_bytes;
+  const int64_t per = w.spec.group_size / 64;
+  int64_t k = 0;
+  if (w.dtype == DType::BF16 && per == 1)
+    for (; k + 8 <= nb; k += 8) {
+      const __m128i s16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 2 * k));
+      const __m128i b16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bi + 2 * k));
+      _mm256_storeu_ps(s + k, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(s16), 16)));
+      _mm256_storeu_ps(b + k, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b16), 16)));
+    }
+  for (; k < nb; ++k) {
+    s[k] = quant::load_scalar(sc, w.dtype, k / per);
+    b[k] = quant::load_scalar(bi, w.dtype, k / per);
+  }
+}
+
 template <int B>
 void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  const int64_t nb = w.cols / 64, per = w.spec.group_size / 64;
+  const int64_t nb = w.cols / 64;
   alignas(32) uint8_t codes[64 * kMaxBlocks];
   alignas(32) float s[kMaxBlocks], b[kMaxBlocks], cs[4][kMaxBlocks];
   for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* sc = w.scales + size_t(r) * w.sb_row_bytes;
-    const uint8_t* bi = w.biases + size_t(r) * w.sb_row_bytes;
-    for (int64_t k = 0; k < nb; ++k) {
-      s[k] = quant::load_scalar(sc, w.dtype, k / per);
-      b[k] = quant::load_scalar(bi, w.dtype, k / per);
-    }
+    block_params(w, r, nb, s, b);
     unpack_row<B>(w.data + size_t(r) * w.row_bytes, nb, codes);
     for (int64_t t0 = 0; t0 < x.T; t0 += 4) {
       const int nt = int(x.T - t0 < 4 ? x.T - t0 : 4);
