@@ -148,12 +148,14 @@ void block_params(const Matrix& w, const uint8_t* sc, const uint8_t* bi, float* 
   const int64_t per = w.spec.group_size / 64;  // blocks per group
   const int64_t ng = w.cols / 64 / per;
   if (w.dtype == DType::BF16 && per == 1) {
+    // Whole chunks of 16 with plain stores (s_out and b_out hold kMaxBlocks; lanes past ng get
+    // 0): masked stores cost 16% of a hot 3-bit matvec on Zen 4.
     for (int64_t g = 0; g < ng; g += 16) {
       const __mmask16 m = ng - g >= 16 ? __mmask16(0xffff) : __mmask16((1u << (ng - g)) - 1);
       const __m512i s16 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, sc + 2 * g));
       const __m512i b16 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, bi + 2 * g));
-      _mm512_mask_storeu_ps(s_out + g, m, _mm512_castsi512_ps(_mm512_slli_epi32(s16, 16)));
-      _mm512_mask_storeu_ps(b_out + g, m, _mm512_castsi512_ps(_mm512_slli_epi32(b16, 16)));
+      _mm512_store_ps(s_out + g, _mm512_castsi512_ps(_mm512_slli_epi32(s16, 16)));
+      _mm512_store_ps(b_out + g, _mm512_castsi512_ps(_mm512_slli_epi32(b16, 16)));
     }
     return;
   }
@@ -183,21 +185,23 @@ float dot(const float* a, const float* b, int64_t n) {
   return _mm512_reduce_add_ps(acc);
 }
 
-// out[i] = a[i] * b[i]
+// out[i] = a[i] * b[i] for i < n, in whole chunks of 16: out must have room for n rounded up to
+// 16 (the lanes past n get 0). Plain stores only: a masked or narrower store right before the
+// tile's broadcast loads costs a store-forwarding stall, and masked stores are slow on Zen 4.
 void mul(const float* a, const float* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
   }
 }
 
 // R rows x NT tokens. w[r]: packed row r; xq[t]: int8 row of token t (paired layout);
-// cs[(r*NT+t)*nb + b]: combined scale of block b; y[r*NT+t] receives the scale part (the bias
+// cs[(r*NT+t)*ldc + b]: combined scale of block b; y[r*NT+t] receives the scale part (the bias
 // part is added by the caller). Blocks go in pairs (one cvt + FMA per pair); an odd last block
 // is stored unpaired and takes the single-block path.
 // kBuf: w[r] points at codes already unpacked (by unpack_rows) instead of packed weights.
 template <int B, int R, int NT, bool kBuf>
-void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int64_t nb,
+void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int64_t ldc, int64_t nb,
           float* y) {
   static const PairUnpacker<B> unpack2;
   static const Unpacker<B> unpack1;
@@ -228,7 +232,7 @@ void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int
         const __m512i isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xlo[t]), hi, xhi[t]);
         // lanes alternate A, B: scale by [cs_A, cs_B] repeated
         const __m512 sc = _mm512_castsi512_ps(_mm512_broadcastq_epi64(
-            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(cs + (r * NT + t) * nb + 2 * p))));
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(cs + (r * NT + t) * ldc + 2 * p))));
         acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][t]);
       }
     }
@@ -241,7 +245,7 @@ void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int
       const __m512i wv = kBuf ? _mm512_loadu_si512(w[r] + 64 * b) : unpack1(w[r] + 8 * B * b);
       for (int t = 0; t < NT; ++t) {
         const __m512 isum = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv, xv[t]));
-        acc[r][t] = _mm512_fmadd_ps(isum, _mm512_set1_ps(cs[(r * NT + t) * nb + b]), acc[r][t]);
+        acc[r][t] = _mm512_fmadd_ps(isum, _mm512_set1_ps(cs[(r * NT + t) * ldc + b]), acc[r][t]);
       }
     }
   }
@@ -280,16 +284,18 @@ template <int B, int R, int NT, bool kBuf = false>
 void run_tile(const Matrix& w, const Activations& x, const RowBlocks<R>& rb, int64_t r, int64_t t0,
               float* y, int64_t ldy, const uint8_t* codes = nullptr) {
   const int64_t nb = w.cols / 64;
+  // Rows of cs are whole 16-float chunks (ldc >= nb): written with plain stores only.
+  const int64_t ldc = (nb + 15) / 16 * 16;
   alignas(64) float cs[R * NT * kMaxBlocks];
   const uint8_t* wrow[R];
   const int8_t* xrow[NT];
   for (int t = 0; t < NT; ++t) xrow[t] = x.q + x.row(t0 + t) * nb * 64;
   for (int i = 0; i < R; ++i) {
     wrow[i] = kBuf ? codes + i * w.cols : w.data + size_t(r + i) * w.row_bytes;
-    for (int t = 0; t < NT; ++t) mul(rb.s[i], x.d + x.row(t0 + t) * nb, nb, cs + (i * NT + t) * nb);
+    for (int t = 0; t < NT; ++t) mul(rb.s[i], x.d + x.row(t0 + t) * nb, nb, cs + (i * NT + t) * ldc);
   }
   float out[R * NT];
-  tile<B, R, NT, kBuf>(wrow, xrow, cs, nb, out);
+  tile<B, R, NT, kBuf>(wrow, xrow, cs, ldc, nb, out);
   for (int i = 0; i < R; ++i)
     for (int t = 0; t < NT; ++t)
       y[(t0 + t) * ldy + r + i] = out[i * NT + t] + dot(rb.b[i], x.s + x.row(t0 + t) * nb, nb);
@@ -359,6 +365,9 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
 
 void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* s) {
   const int64_t nb = K / 64, paired = K / 128 * 2;
+  const __m512i idx_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i idx_hi = _mm512_add_epi32(idx_lo, _mm512_set1_epi32(8));
+  __m512i even = _mm512_setzero_si512();  // codes of the pair's even block
   for (int64_t b = 0; b < nb; ++b) {
     const float* xb = x + 64 * b;
     __m512 v[4];
@@ -385,14 +394,18 @@ void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* 
       _mm512_storeu_si512(q + 64 * b, codes);
       continue;
     }
-    // Paired order: dword j of this block goes to dword 16*(j/8) + 2*(j%8) + (b%2) of the pair.
-    const int odd = int(b % 2);
+    if (b % 2 == 0) {
+      even = codes;
+      continue;
+    }
+    // Paired order: dword j of a block goes to dword 16*(j/8) + 2*(j%8) + (b%2) of the pair.
+    // Both blocks are in registers now, so the pair is written with plain stores (masked stores
+    // are slow on Zen 4).
     int8_t* base = q + 128 * (b / 2);
-    const __m512i idx_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-    const __m512i idx_hi = _mm512_add_epi32(idx_lo, _mm512_set1_epi32(8));
-    const __mmask16 m = odd ? __mmask16(0xAAAA) : __mmask16(0x5555);
-    _mm512_mask_storeu_epi32(base, m, _mm512_permutexvar_epi32(idx_lo, codes));
-    _mm512_mask_storeu_epi32(base + 64, m, _mm512_permutexvar_epi32(idx_hi, codes));
+    _mm512_storeu_si512(base, _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_permutexvar_epi32(idx_lo, even),
+                                                      _mm512_permutexvar_epi32(idx_lo, codes)));
+    _mm512_storeu_si512(base + 64, _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_permutexvar_epi32(idx_hi, even),
+                                                           _mm512_permutexvar_epi32(idx_hi, codes)));
   }
 }
 
