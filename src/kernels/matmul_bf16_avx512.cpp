@@ -8,6 +8,7 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/matmul.h"
@@ -55,6 +56,60 @@ void rows4_tile(const uint8_t* w, size_t row_bytes, const uint16_t* const* x, in
     for (int t = 0; t < NT; ++t) out[r * NT + t] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+// Many tokens: 4 rows x up to kGroup tokens, K in chunks of kChunk, so the rows' chunk (4 x 2 KB)
+// stays in L1 while every token tile of the group passes over it (unchunked, the 4 rows of a
+// 4096-wide o_proj fill L1 by themselves and each tile rereads them from L2). The accumulators
+// wait in `acc` between chunks, and each still takes the k steps in order, so the results are
+// identical to rows4_tile's.
+constexpr int64_t kChunk = 1024, kGroup = 64;
+
+template <int NT>
+void rows4_tile_acc(const uint8_t* w, size_t row_bytes, const uint16_t* const* x, int64_t k0, int64_t k1,
+                    int64_t K, __m512* acc /* [4][NT] */) {
+  __m512 a[4][NT];
+  for (int r = 0; r < 4; ++r)
+    for (int t = 0; t < NT; ++t) a[r][t] = acc[r * NT + t];
+  for (int64_t k = k0; k < k1; k += 32) {
+    const __mmask32 m = K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
+    __m512bh xv[NT];
+    for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k);
+    for (int r = 0; r < 4; ++r) {
+      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * row_bytes + 2 * k);
+      for (int t = 0; t < NT; ++t) a[r][t] = _mm512_dpbf16_ps(a[r][t], wv, xv[t]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int t = 0; t < NT; ++t) acc[r * NT + t] = a[r][t];
+}
+
+// Rows r..r+3 x tokens [t0, t0 + n), n <= kGroup.
+void rows4_group(const Matrix& w, const Activations& x, int64_t r, int64_t t0, int64_t n, float* y, int64_t ldy) {
+  __m512 acc[4 * kGroup];  // tile-major: tile j holds [4][nt] vectors at acc + 16 * j
+  for (int64_t i = 0; i < 4 * n; ++i) acc[i] = _mm512_setzero_ps();
+  const uint8_t* wr = w.data + size_t(r) * w.row_bytes;
+  const int64_t K = w.cols;
+  for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+    const int64_t k1 = std::min(K, k0 + kChunk);
+    for (int64_t t = 0; t < n; t += 4) {
+      const int nt = int(std::min<int64_t>(4, n - t));
+      const uint16_t* xr[4];
+      for (int i = 0; i < nt; ++i) xr[i] = x.xb + x.row(t0 + t + i) * K;
+      __m512* a = acc + 4 * t;
+      switch (nt) {
+        case 4: rows4_tile_acc<4>(wr, w.row_bytes, xr, k0, k1, K, a); break;
+        case 3: rows4_tile_acc<3>(wr, w.row_bytes, xr, k0, k1, K, a); break;
+        case 2: rows4_tile_acc<2>(wr, w.row_bytes, xr, k0, k1, K, a); break;
+        default: rows4_tile_acc<1>(wr, w.row_bytes, xr, k0, k1, K, a); break;
+      }
+    }
+  }
+  for (int64_t t = 0; t < n; t += 4) {
+    const int nt = int(std::min<int64_t>(4, n - t));
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < nt; ++j) y[(t0 + t + j) * ldy + r + i] = _mm512_reduce_add_ps(acc[4 * t + i * nt + j]);
+  }
+}
+
 template <int NT>
 void run_rows4(const Matrix& w, const Activations& x, int64_t r, int64_t t0, float* y, int64_t ldy) {
   const uint16_t* xr[NT];
@@ -79,6 +134,10 @@ void run_tile(const Matrix& w, const Activations& x, int64_t r, int64_t t0, floa
 void matmul_rows_bf16_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                              int64_t ldy) {
   int64_t r = r0;
+  if (x.T >= 8 && w.cols > kChunk) {
+    for (; r + 4 <= r1; r += 4)
+      for (int64_t t = 0; t < x.T; t += kGroup) rows4_group(w, x, r, t, std::min(kGroup, x.T - t), y, ldy);
+  }
   if (x.T >= 4) {
     for (; r + 4 <= r1; r += 4) {
       int64_t t = 0;
