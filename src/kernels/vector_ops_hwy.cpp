@@ -67,35 +67,50 @@ void Axpy(float p, const float* v, int64_t n, float* out) {
   for (; i < n; ++i) out[i] += p * v[i];
 }
 
-void Attend(const float* q, int64_t d, const float* k_base, const float* v_base, int64_t stride,
-            int64_t ring, int64_t pos_begin, int64_t pos_end, float scale, float* scores,
-            float* out) {
+// G query heads that share one KV head (q rows g*qstride apart, outputs g*ostride apart): each
+// key and value row is read once for all G heads. Per head, the arithmetic and its order are
+// those of a single-head call (G = 1), so grouping never changes a result. scores: G * n floats.
+void AttendGroup(const float* q, int64_t qstride, int64_t G, int64_t d, const float* k_base,
+                 const float* v_base, int64_t stride, int64_t ring, int64_t pos_begin, int64_t pos_end,
+                 float scale, float* scores, float* out, int64_t ostride) {
   const int64_t n = pos_end - pos_begin;
-  float m = -INFINITY;
   for (int64_t j = 0; j < n; ++j) {
-    const int64_t slot = (pos_begin + j) % ring;
-    scores[j] = Dot(q, k_base + slot * stride, d) * scale;
-    m = std::max(m, scores[j]);
+    const float* kp = k_base + ((pos_begin + j) % ring) * stride;
+    for (int64_t g = 0; g < G; ++g) scores[g * n + j] = Dot(q + g * qstride, kp, d) * scale;
   }
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df));
-  const auto mv = hn::Set(df, m);
-  auto sumv = hn::Zero(df);
-  int64_t j = 0;
-  for (; j + N <= n; j += N) {
-    const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, scores + j), mv));
-    hn::StoreU(e, df, scores + j);
-    sumv = hn::Add(sumv, e);
+  for (int64_t g = 0; g < G; ++g) {
+    float* sc = scores + g * n;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, sc[j]);
+    const auto mv = hn::Set(df, m);
+    auto sumv = hn::Zero(df);
+    int64_t j = 0;
+    for (; j + N <= n; j += N) {
+      const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, sc + j), mv));
+      hn::StoreU(e, df, sc + j);
+      sumv = hn::Add(sumv, e);
+    }
+    float sum = hn::GetLane(hn::SumOfLanes(df, sumv));
+    for (; j < n; ++j) {
+      sc[j] = std::exp(sc[j] - m);
+      sum += sc[j];
+    }
+    const float inv = 1.0f / sum;
+    for (j = 0; j < n; ++j) sc[j] *= inv;
+    for (int64_t i = 0; i < d; ++i) out[g * ostride + i] = 0.0f;
   }
-  float sum = hn::GetLane(hn::SumOfLanes(df, sumv));
-  for (; j < n; ++j) {
-    scores[j] = std::exp(scores[j] - m);
-    sum += scores[j];
+  for (int64_t j = 0; j < n; ++j) {
+    const float* vp = v_base + ((pos_begin + j) % ring) * stride;
+    for (int64_t g = 0; g < G; ++g) Axpy(scores[g * n + j], vp, d, out + g * ostride);
   }
-  const float inv = 1.0f / sum;
-  for (int64_t i = 0; i < d; ++i) out[i] = 0.0f;
-  for (int64_t jj = 0; jj < n; ++jj)
-    Axpy(scores[jj] * inv, v_base + ((pos_begin + jj) % ring) * stride, d, out);
+}
+
+void Attend(const float* q, int64_t d, const float* k_base, const float* v_base, int64_t stride,
+            int64_t ring, int64_t pos_begin, int64_t pos_end, float scale, float* scores,
+            float* out) {
+  AttendGroup(q, d, 1, d, k_base, v_base, stride, ring, pos_begin, pos_end, scale, scores, out, d);
 }
 
 void RopeNeox(float* x, int64_t d, const float* cs, const float* sn) {
@@ -159,6 +174,7 @@ namespace mlxq::kernels::simd {
 HWY_EXPORT(GeluGate);
 HWY_EXPORT(Softcap);
 HWY_EXPORT(Attend);
+HWY_EXPORT(AttendGroup);
 HWY_EXPORT(RopeNeox);
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(TargetName);
@@ -172,6 +188,12 @@ void attend(const float* q, int64_t d, const float* k_base, const float* v_base,
             int64_t ring, int64_t pos_begin, int64_t pos_end, float scale, float* scores,
             float* out) {
   HWY_DYNAMIC_DISPATCH(Attend)(q, d, k_base, v_base, stride, ring, pos_begin, pos_end, scale, scores, out);
+}
+void attend_group(const float* q, int64_t qstride, int64_t G, int64_t d, const float* k_base,
+                  const float* v_base, int64_t stride, int64_t ring, int64_t pos_begin, int64_t pos_end,
+                  float scale, float* scores, float* out, int64_t ostride) {
+  HWY_DYNAMIC_DISPATCH(AttendGroup)(q, qstride, G, d, k_base, v_base, stride, ring, pos_begin, pos_end, scale,
+                                    scores, out, ostride);
 }
 void rope_neox(float* x, int64_t d, const float* cos, const float* sin) {
   HWY_DYNAMIC_DISPATCH(RopeNeox)(x, d, cos, sin);

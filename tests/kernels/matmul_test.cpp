@@ -355,6 +355,18 @@ TEST(VectorOps, MatchTheScalarReferenceOnEveryTarget) {
     attend(q.data(), d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s1.data(), o1.data());
     simd::attend(q.data(), d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s2.data(), o2.data());
     for (int64_t i = 0; i < d; ++i) ASSERT_NEAR(o2[size_t(i)], o1[size_t(i)], 1e-5);
+    // Three heads sharing the KV head (rows of 2d apart, outputs 3d apart) give exactly what
+    // three single-head calls give.
+    const int64_t G = 3;
+    const std::vector<float> qg = random_x(G * 2 * d, 6);
+    std::vector<float> sg(size_t(G * 32)), og(size_t(G * 3 * d), -7.0f);
+    simd::attend_group(qg.data(), 2 * d, G, d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, sg.data(), og.data(), 3 * d);
+    for (int64_t g = 0; g < G; ++g) {
+      simd::attend(qg.data() + g * 2 * d, d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s2.data(), o2.data());
+      for (int64_t i = 0; i < d; ++i) ASSERT_EQ(og[size_t(g * 3 * d + i)], o2[size_t(i)]) << "head " << g;
+      attend(qg.data() + g * 2 * d, d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s1.data(), o1.data());
+      for (int64_t i = 0; i < d; ++i) ASSERT_NEAR(og[size_t(g * 3 * d + i)], o1[size_t(i)], 1e-5) << "head " << g;
+    }
   }
 }
 

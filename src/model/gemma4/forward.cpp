@@ -247,17 +247,18 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
       k::simd::rope_neox(kc, D, cs, sn);
     }
   }
-  // 8: softmax(q k^T * 1.0 + mask) v, per query head; head hq reads KV head hq / group.
-  pool_->parallel_for(size_t(T * nq), [&](size_t b, size_t e, int worker) {
+  // 8: softmax(q k^T * 1.0 + mask) v, per query head; head hq reads KV head hq / group. The
+  // `group` heads of one KV head go together, so each key/value row is read once for all of them.
+  pool_->parallel_for(size_t(T * nkv), [&](size_t b, size_t e, int worker) {
     std::vector<float>& scores = ws.scores[size_t(worker)];
-    if (int64_t(scores.size()) < C.ring) scores.resize(size_t(C.ring));  // once per worker
+    if (int64_t(scores.size()) < group * C.ring) scores.resize(size_t(group * C.ring));  // once per worker
     for (size_t i = b; i < e; ++i) {
-      const int64_t t = int64_t(i) / nq, hq = int64_t(i) % nq, hk = hq / group;
+      const int64_t t = int64_t(i) / nkv, hk = int64_t(i) % nkv, hq = hk * group;
       const int64_t pos = p0 + t;
       const int64_t begin = sliding ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
-      k::simd::attend(&ws.q[size_t((t * nq + hq) * D)], D, C.k.data() + hk * D, C.v.data() + hk * D,
-                      C.stride, C.ring, begin, pos + 1, 1.0f, scores.data(),
-                      &ws.attn[size_t((t * nq + hq) * D)]);
+      k::simd::attend_group(&ws.q[size_t((t * nq + hq) * D)], D, group, D, C.k.data() + hk * D,
+                            C.v.data() + hk * D, C.stride, C.ring, begin, pos + 1, 1.0f, scores.data(),
+                            &ws.attn[size_t((t * nq + hq) * D)], D);
     }
   });
   if (observer_) observer_(l, "self_attn.o_proj", -1, ws.attn.data(), T, nq * D);
