@@ -13,11 +13,13 @@ void softcap(float* x, int64_t n, float cap);
 void attend(const float* q, int64_t d, const float* k_base, const float* v_base, int64_t stride,
             int64_t ring, int64_t pos_begin, int64_t pos_end, float scale, float* scores,
             float* out);
-// G query heads sharing one KV head (rows q + g*qstride, outputs out + g*ostride), each exactly
-// as attend computes it, reading every key/value row once; scores holds G * (pos_end - pos_begin).
-void attend_group(const float* q, int64_t qstride, int64_t G, int64_t d, const float* k_base,
-                  const float* v_base, int64_t stride, int64_t ring, int64_t pos_begin, int64_t pos_end,
-                  float scale, float* scores, float* out, int64_t ostride);
+// Qb queries x G query heads sharing one KV head: query i's head g is q + i*qtok + g*qhead,
+// attends positions [begin[i], end[i]) and writes out + i*otok + g*ohead, each exactly as
+// attend computes it; every key/value row is read once for the block. scores holds
+// Qb * G * max(end[i] - begin[i]) floats.
+void attend_block(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, int64_t G, int64_t d,
+                  const float* k_base, const float* v_base, int64_t stride, int64_t ring, const int64_t* begin,
+                  const int64_t* end, float scale, float* scores, float* out, int64_t otok, int64_t ohead);
 // NEOX rotation with precomputed cos/sin of each pair's angle (d/2 entries each).
 void rope_neox(float* x, int64_t d, const float* cos, const float* sin);
 // y = x * (mean(x^2) + eps)^-1/2 * w (w may be null); in place is fine.

@@ -67,50 +67,69 @@ void Axpy(float p, const float* v, int64_t n, float* out) {
   for (; i < n; ++i) out[i] += p * v[i];
 }
 
-// G query heads that share one KV head (q rows g*qstride apart, outputs g*ostride apart): each
-// key and value row is read once for all G heads. Per head, the arithmetic and its order are
-// those of a single-head call (G = 1), so grouping never changes a result. scores: G * n floats.
-void AttendGroup(const float* q, int64_t qstride, int64_t G, int64_t d, const float* k_base,
-                 const float* v_base, int64_t stride, int64_t ring, int64_t pos_begin, int64_t pos_end,
-                 float scale, float* scores, float* out, int64_t ostride) {
-  const int64_t n = pos_end - pos_begin;
-  for (int64_t j = 0; j < n; ++j) {
-    const float* kp = k_base + ((pos_begin + j) % ring) * stride;
-    for (int64_t g = 0; g < G; ++g) scores[g * n + j] = Dot(q + g * qstride, kp, d) * scale;
+// Qb consecutive queries x G query heads that share one KV head. Query i's head g is the row
+// q + i*qtok + g*qhead and attends positions [begin[i], end[i]); its output goes to
+// out + i*otok + g*ohead. Each key and value row is read once for the whole block. Per (query,
+// head) the arithmetic and its order are those of a single-head, single-query call, so blocking
+// never changes a result. scores: Qb * G * nmax floats, nmax = the longest range.
+void AttendBlock(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, int64_t G, int64_t d,
+                 const float* k_base, const float* v_base, int64_t stride, int64_t ring, const int64_t* begin,
+                 const int64_t* end, float scale, float* scores, float* out, int64_t otok, int64_t ohead) {
+  int64_t lo = begin[0], hi = end[0], nmax = 0;
+  for (int64_t i = 0; i < Qb; ++i) {
+    lo = std::min(lo, begin[i]);
+    hi = std::max(hi, end[i]);
+    nmax = std::max(nmax, end[i] - begin[i]);
+  }
+  for (int64_t j = lo; j < hi; ++j) {
+    const float* kp = k_base + (j % ring) * stride;
+    for (int64_t i = 0; i < Qb; ++i) {
+      if (j < begin[i] || j >= end[i]) continue;
+      for (int64_t g = 0; g < G; ++g)
+        scores[(i * G + g) * nmax + (j - begin[i])] = Dot(q + i * qtok + g * qhead, kp, d) * scale;
+    }
   }
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df));
-  for (int64_t g = 0; g < G; ++g) {
-    float* sc = scores + g * n;
-    float m = -INFINITY;
-    for (int64_t j = 0; j < n; ++j) m = std::max(m, sc[j]);
-    const auto mv = hn::Set(df, m);
-    auto sumv = hn::Zero(df);
-    int64_t j = 0;
-    for (; j + N <= n; j += N) {
-      const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, sc + j), mv));
-      hn::StoreU(e, df, sc + j);
-      sumv = hn::Add(sumv, e);
+  for (int64_t i = 0; i < Qb; ++i) {
+    const int64_t n = end[i] - begin[i];
+    for (int64_t g = 0; g < G; ++g) {
+      float* sc = scores + (i * G + g) * nmax;
+      float m = -INFINITY;
+      for (int64_t j = 0; j < n; ++j) m = std::max(m, sc[j]);
+      const auto mv = hn::Set(df, m);
+      auto sumv = hn::Zero(df);
+      int64_t j = 0;
+      for (; j + N <= n; j += N) {
+        const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, sc + j), mv));
+        hn::StoreU(e, df, sc + j);
+        sumv = hn::Add(sumv, e);
+      }
+      float sum = hn::GetLane(hn::SumOfLanes(df, sumv));
+      for (; j < n; ++j) {
+        sc[j] = std::exp(sc[j] - m);
+        sum += sc[j];
+      }
+      const float inv = 1.0f / sum;
+      for (j = 0; j < n; ++j) sc[j] *= inv;
+      float* o = out + i * otok + g * ohead;
+      for (int64_t k = 0; k < d; ++k) o[k] = 0.0f;
     }
-    float sum = hn::GetLane(hn::SumOfLanes(df, sumv));
-    for (; j < n; ++j) {
-      sc[j] = std::exp(sc[j] - m);
-      sum += sc[j];
-    }
-    const float inv = 1.0f / sum;
-    for (j = 0; j < n; ++j) sc[j] *= inv;
-    for (int64_t i = 0; i < d; ++i) out[g * ostride + i] = 0.0f;
   }
-  for (int64_t j = 0; j < n; ++j) {
-    const float* vp = v_base + ((pos_begin + j) % ring) * stride;
-    for (int64_t g = 0; g < G; ++g) Axpy(scores[g * n + j], vp, d, out + g * ostride);
+  for (int64_t j = lo; j < hi; ++j) {
+    const float* vp = v_base + (j % ring) * stride;
+    for (int64_t i = 0; i < Qb; ++i) {
+      if (j < begin[i] || j >= end[i]) continue;
+      for (int64_t g = 0; g < G; ++g)
+        Axpy(scores[(i * G + g) * nmax + (j - begin[i])], vp, d, out + i * otok + g * ohead);
+    }
   }
 }
 
 void Attend(const float* q, int64_t d, const float* k_base, const float* v_base, int64_t stride,
             int64_t ring, int64_t pos_begin, int64_t pos_end, float scale, float* scores,
             float* out) {
-  AttendGroup(q, d, 1, d, k_base, v_base, stride, ring, pos_begin, pos_end, scale, scores, out, d);
+  AttendBlock(q, d, d, 1, 1, d, k_base, v_base, stride, ring, &pos_begin, &pos_end, scale, scores, out, d, d);
 }
 
 void RopeNeox(float* x, int64_t d, const float* cs, const float* sn) {
@@ -174,7 +193,7 @@ namespace mlxq::kernels::simd {
 HWY_EXPORT(GeluGate);
 HWY_EXPORT(Softcap);
 HWY_EXPORT(Attend);
-HWY_EXPORT(AttendGroup);
+HWY_EXPORT(AttendBlock);
 HWY_EXPORT(RopeNeox);
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(TargetName);
@@ -189,11 +208,11 @@ void attend(const float* q, int64_t d, const float* k_base, const float* v_base,
             float* out) {
   HWY_DYNAMIC_DISPATCH(Attend)(q, d, k_base, v_base, stride, ring, pos_begin, pos_end, scale, scores, out);
 }
-void attend_group(const float* q, int64_t qstride, int64_t G, int64_t d, const float* k_base,
-                  const float* v_base, int64_t stride, int64_t ring, int64_t pos_begin, int64_t pos_end,
-                  float scale, float* scores, float* out, int64_t ostride) {
-  HWY_DYNAMIC_DISPATCH(AttendGroup)(q, qstride, G, d, k_base, v_base, stride, ring, pos_begin, pos_end, scale,
-                                    scores, out, ostride);
+void attend_block(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, int64_t G, int64_t d,
+                  const float* k_base, const float* v_base, int64_t stride, int64_t ring, const int64_t* begin,
+                  const int64_t* end, float scale, float* scores, float* out, int64_t otok, int64_t ohead) {
+  HWY_DYNAMIC_DISPATCH(AttendBlock)(q, qtok, qhead, Qb, G, d, k_base, v_base, stride, ring, begin, end, scale,
+                                    scores, out, otok, ohead);
 }
 void rope_neox(float* x, int64_t d, const float* cos, const float* sin) {
   HWY_DYNAMIC_DISPATCH(RopeNeox)(x, d, cos, sin);

@@ -355,18 +355,24 @@ TEST(VectorOps, MatchTheScalarReferenceOnEveryTarget) {
     attend(q.data(), d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s1.data(), o1.data());
     simd::attend(q.data(), d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s2.data(), o2.data());
     for (int64_t i = 0; i < d; ++i) ASSERT_NEAR(o2[size_t(i)], o1[size_t(i)], 1e-5);
-    // Three heads sharing the KV head (rows of 2d apart, outputs 3d apart) give exactly what
-    // three single-head calls give.
-    const int64_t G = 3;
-    const std::vector<float> qg = random_x(G * 2 * d, 6);
-    std::vector<float> sg(size_t(G * 32)), og(size_t(G * 3 * d), -7.0f);
-    simd::attend_group(qg.data(), 2 * d, G, d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, sg.data(), og.data(), 3 * d);
-    for (int64_t g = 0; g < G; ++g) {
-      simd::attend(qg.data() + g * 2 * d, d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s2.data(), o2.data());
-      for (int64_t i = 0; i < d; ++i) ASSERT_EQ(og[size_t(g * 3 * d + i)], o2[size_t(i)]) << "head " << g;
-      attend(qg.data() + g * 2 * d, d, kv.data(), vv.data(), d, 32, 5, 37, 0.0625f, s1.data(), o1.data());
-      for (int64_t i = 0; i < d; ++i) ASSERT_NEAR(og[size_t(g * 3 * d + i)], o1[size_t(i)], 1e-5) << "head " << g;
-    }
+    // Three queries x two heads sharing the KV head, each query with its own range (positions
+    // 5..36 of the ring, as consecutive causal queries see them), give exactly what single calls
+    // give.
+    const int64_t Qb = 3, G = 2;
+    const std::vector<float> qg = random_x(Qb * 5 * d, 6);  // query stride 5d, head stride 2d
+    const int64_t begin[3] = {5, 5, 6}, end[3] = {35, 36, 37};
+    std::vector<float> sg(size_t(Qb * G * 32)), og(size_t(Qb * 7 * d), -7.0f);  // outputs 7d / 3d apart
+    simd::attend_block(qg.data(), 5 * d, 2 * d, Qb, G, d, kv.data(), vv.data(), d, 32, begin, end, 0.0625f,
+                       sg.data(), og.data(), 7 * d, 3 * d);
+    for (int64_t i = 0; i < Qb; ++i)
+      for (int64_t g = 0; g < G; ++g) {
+        const float* qi = qg.data() + i * 5 * d + g * 2 * d;
+        const float* oi = og.data() + i * 7 * d + g * 3 * d;
+        simd::attend(qi, d, kv.data(), vv.data(), d, 32, begin[i], end[i], 0.0625f, s2.data(), o2.data());
+        for (int64_t k = 0; k < d; ++k) ASSERT_EQ(oi[k], o2[size_t(k)]) << "query " << i << " head " << g;
+        attend(qi, d, kv.data(), vv.data(), d, 32, begin[i], end[i], 0.0625f, s1.data(), o1.data());
+        for (int64_t k = 0; k < d; ++k) ASSERT_NEAR(oi[k], o1[size_t(k)], 1e-5) << "query " << i << " head " << g;
+      }
   }
 }
 

@@ -248,17 +248,26 @@ void Model::attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache) {
     }
   }
   // 8: softmax(q k^T * 1.0 + mask) v, per query head; head hq reads KV head hq / group. The
-  // `group` heads of one KV head go together, so each key/value row is read once for all of them.
-  pool_->parallel_for(size_t(T * nkv), [&](size_t b, size_t e, int worker) {
+  // `group` heads of one KV head and up to kQueryBlock consecutive queries go together, so each
+  // key/value row is read once per block instead of once per (query, head).
+  constexpr int64_t kQueryBlock = 4;
+  const int64_t nblk = (T + kQueryBlock - 1) / kQueryBlock;
+  pool_->parallel_for(size_t(nblk * nkv), [&](size_t b, size_t e, int worker) {
     std::vector<float>& scores = ws.scores[size_t(worker)];
-    if (int64_t(scores.size()) < group * C.ring) scores.resize(size_t(group * C.ring));  // once per worker
+    const int64_t need = kQueryBlock * group * (C.ring + kQueryBlock);
+    if (int64_t(scores.size()) < need) scores.resize(size_t(need));  // once per worker
     for (size_t i = b; i < e; ++i) {
-      const int64_t t = int64_t(i) / nkv, hk = int64_t(i) % nkv, hq = hk * group;
-      const int64_t pos = p0 + t;
-      const int64_t begin = sliding ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
-      k::simd::attend_group(&ws.q[size_t((t * nq + hq) * D)], D, group, D, C.k.data() + hk * D,
-                            C.v.data() + hk * D, C.stride, C.ring, begin, pos + 1, 1.0f, scores.data(),
-                            &ws.attn[size_t((t * nq + hq) * D)], D);
+      const int64_t t0 = int64_t(i) / nkv * kQueryBlock, hk = int64_t(i) % nkv, hq = hk * group;
+      const int64_t qb = std::min(kQueryBlock, T - t0);
+      int64_t begin[kQueryBlock], end[kQueryBlock];
+      for (int64_t j = 0; j < qb; ++j) {
+        const int64_t pos = p0 + t0 + j;
+        begin[j] = sliding ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
+        end[j] = pos + 1;
+      }
+      k::simd::attend_block(&ws.q[size_t((t0 * nq + hq) * D)], nq * D, D, qb, group, D, C.k.data() + hk * D,
+                            C.v.data() + hk * D, C.stride, C.ring, begin, end, 1.0f, scores.data(),
+                            &ws.attn[size_t((t0 * nq + hq) * D)], nq * D, D);
     }
   });
   if (observer_) observer_(l, "self_attn.o_proj", -1, ws.attn.data(), T, nq * D);
