@@ -82,14 +82,21 @@ void DequantRowBits(const uint8_t* p, const Matrix& w, int64_t r, float* out) {
   const size_t N = hn::Lanes(df);
   const size_t nv = N >= 8 ? 1 : 8 / N;  // vectors per step
   const int64_t codes = int64_t(N * nv), step_bytes = codes * B / 8;
-  alignas(64) uint8_t table[2][64] = {};
-  alignas(64) uint32_t shifts[2][16] = {};
-  for (size_t v = 0; v < nv; ++v)
-    for (size_t j = 0; j < N; ++j) {
-      const size_t bit = (v * N + j) * B;  // < 16 * 6: bytes bit/8 .. bit/8+3 lie in the block
-      for (size_t i = 0; i < 4; ++i) table[v][4 * j + i] = uint8_t(bit / 8 + i);
-      shifts[v][j] = uint32_t(bit % 8);
+  struct Tables {  // built once per target and bit width, not per row
+    alignas(64) uint8_t table[2][64] = {};
+    alignas(64) uint32_t shifts[2][16] = {};
+    Tables(size_t N, size_t nv) {
+      for (size_t v = 0; v < nv; ++v)
+        for (size_t j = 0; j < N; ++j) {
+          const size_t bit = (v * N + j) * B;  // < 16 * 6: bytes bit/8 .. bit/8+3 lie in the block
+          for (size_t i = 0; i < 4; ++i) table[v][4 * j + i] = uint8_t(bit / 8 + i);
+          shifts[v][j] = uint32_t(bit % 8);
+        }
     }
+  };
+  static const Tables t(N, nv);
+  const auto& table = t.table;
+  const auto& shifts = t.shifts;
   const auto mask = hn::Set(du32, (1u << B) - 1);
   const int gs = w.spec.group_size;
   const int64_t K = w.cols, row_bytes = K * B / 8;
