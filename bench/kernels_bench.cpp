@@ -2,11 +2,17 @@
 //  - BM_Stream: the STREAM-like read probe (the bandwidth limit the kernels are measured against);
 //  - BM_Matvec: one token through a matrix far larger than the caches (decode), per affine bit
 //    width, bf16 (mode:0), the Exact f32 kernel (mode:1 on the best Highway target, mode:2 forced
-//    to AVX2) and Fast as an AVX2-only CPU runs it (mode:3, the AVX2 int8 kernel); 1 and 2 threads;
-//  - BM_Matmul: 64 tokens through one matrix (prefill), in GMAC/s as "items".
+//    to AVX2), Fast as an AVX2-only CPU runs it (mode:3, the AVX2 int8 kernel) and Int8 precision
+//    (mode:4, one-part activations); 1 and 2 threads;
+//  - BM_Matmul64: 64 tokens through one matrix (prefill), in GMAC/s as "items", Fast and Int8;
+//  - BM_VnniPeak: the int8 multiply-add ceiling of one core (x86 with AVX-512 VNNI);
+//  - BM_MatvecHot: one token through a matrix that stays in L2 (the decode kernels' arithmetic).
 // Run: build/bench/kernels_bench [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 #include <hwy/targets.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <cstring>
 #include <random>
@@ -70,7 +76,7 @@ BENCHMARK(BM_Stream)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(
 // args: bits (16 = bf16), threads, mode (0: Fast, 1: Exact, 2: Exact on the AVX2 target,
 // 3: Fast as an AVX2-only CPU runs it: the AVX2 int8 kernel, AVX-512 kernels off)
 void BM_Matvec(benchmark::State& state) {
-  const bool avx2_only = state.range(2) >= 2;
+  const bool avx2_only = state.range(2) == 2 || state.range(2) == 3;
   if (avx2_only && !(hwy::SupportedTargets() & HWY_AVX2)) {
     state.SkipWithError("no AVX2 target on this CPU/build");
     return;
@@ -101,7 +107,8 @@ void BM_Matvec(benchmark::State& state) {
     bm = cache.back().get();
   }
   ThreadPool pool(int(state.range(1)));
-  const Precision p = state.range(2) == 1 || state.range(2) == 2 ? Precision::Exact : Precision::Fast;
+  const int mode = int(state.range(2));
+  const Precision p = mode == 1 || mode == 2 ? Precision::Exact : mode == 4 ? Precision::Int8 : Precision::Fast;
   std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(rows));
   ActivationBuffer buf;
   buf.reserve(1, K);
@@ -113,26 +120,69 @@ void BM_Matvec(benchmark::State& state) {
 }
 BENCHMARK(BM_Matvec)
     ->ArgNames({"bits", "threads", "mode"})
-    ->ArgsProduct({{3, 4, 5, 8, 16}, {1, 2}, {0}})
+    ->ArgsProduct({{3, 4, 5, 8, 16}, {1, 2}, {0, 4}})
     ->ArgsProduct({{3, 4, 5}, {1, 2}, {1, 2, 3}})
     ->Unit(benchmark::kMillisecond);
 
-// 64 tokens through a 2816 x 2816 matrix; items = multiply-accumulates.
+// 64 tokens through a 2816 x 2816 matrix; items = multiply-accumulates. int8: 0 Fast (two-part
+// activations), 1 Int8 (one part).
 void BM_Matmul64(benchmark::State& state) {
   const int bits = int(state.range(0));
+  const Precision p = state.range(2) ? Precision::Int8 : Precision::Fast;
   const int64_t K = 2816, N = 2816, T = 64;
   BenchMatrix bm(N, K, bits);
   ThreadPool pool(int(state.range(1)));
   std::vector<float> x(static_cast<size_t>(T * K), 0.5f), y(static_cast<size_t>(T * N));
   ActivationBuffer buf;
   buf.reserve(T, K);
-  const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
+  const Activations a = buf.prepare(x.data(), T, K, K, p);
   const MatmulTask t{&bm.m, a, y.data(), N};
-  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), Precision::Fast, pool);
+  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), p, pool);
   state.SetItemsProcessed(int64_t(state.iterations()) * T * N * K);
-  state.SetLabel(kernel_name(bm.m, Precision::Fast));
+  state.SetLabel(kernel_name(bm.m, p));
 }
-BENCHMARK(BM_Matmul64)->ArgNames({"bits", "threads"})->ArgsProduct({{3, 4, 5, 16}, {1, 2}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Matmul64)
+    ->ArgNames({"bits", "threads", "int8"})
+    ->ArgsProduct({{3, 4, 5, 16}, {1, 2}, {0, 1}})
+    ->Unit(benchmark::kMillisecond);
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The int8 arithmetic ceiling of one core: VPDPBUSD on 512-bit registers (64 multiply-adds each)
+// over 12 independent accumulators, nothing else. Prefill's int8 tiles are measured against it.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push  // GCC 12 flags the "undefined" vectors inside its own AVX-512 headers
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t vnni_loop(int64_t n) {
+  __m512i acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(2);
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 12; ++k) {
+      acc[k] = _mm512_dpbusd_epi32(acc[k], a, b);
+      asm volatile("" : "+v"(acc[k]));  // keep every instruction
+    }
+  int64_t s = 0;
+  for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_epi32(acc[i]);
+  return s;
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+void BM_VnniPeak(benchmark::State& state) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512vnni")) {
+    state.SkipWithError("no AVX-512 VNNI");
+    return;
+  }
+  const int64_t n = 1 << 20;
+  for (auto _ : state) benchmark::DoNotOptimize(vnni_loop(n));
+  state.SetItemsProcessed(int64_t(state.iterations()) * n * 12 * 64);  // multiply-adds
+}
+BENCHMARK(BM_VnniPeak)->Unit(benchmark::kMillisecond);
+#endif
 
 }  // namespace
 
@@ -140,18 +190,19 @@ namespace {
 // One token through a 256 x 2816 matrix that stays in L2: the kernel's arithmetic ceiling.
 void BM_MatvecHot(benchmark::State& state) {
   const int bits = int(state.range(0));
+  const Precision p = state.range(1) ? Precision::Int8 : Precision::Fast;
   const int64_t K = 2816, N = 256;
   BenchMatrix bm(N, K, bits);
   ThreadPool pool(1);
   std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(N));
   ActivationBuffer buf;
   buf.reserve(1, K);
-  const Activations a = buf.prepare(x.data(), 1, K, K, Precision::Fast);
+  const Activations a = buf.prepare(x.data(), 1, K, K, p);
   const MatmulTask t{&bm.m, a, y.data(), N};
-  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), Precision::Fast, pool);
+  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), p, pool);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bm.m.bytes()));
 }
-BENCHMARK(BM_MatvecHot)->ArgNames({"bits"})->Arg(3)->Arg(4)->Arg(5)->Arg(8)->Arg(16);
+BENCHMARK(BM_MatvecHot)->ArgNames({"bits", "int8"})->ArgsProduct({{3, 4, 5, 8, 16}, {0, 1}});
 }  // namespace
 
 BENCHMARK_MAIN();

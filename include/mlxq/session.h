@@ -15,7 +15,8 @@ struct LoadOptions {
   int threads = 0;             // 0: all cores
   int64_t max_context = 8192;  // KV-cache positions of a session (prompt + answers)
   int64_t max_chunk = 256;     // tokens per prefill step
-  bool exact = false;          // f32 activations in every matmul (default: int8 into quantized ones)
+  bool exact = false;          // f32 activations in every matmul (default: two int8 parts into quantized ones)
+  bool int8 = false;           // one int8 part (faster prefill, less accurate; ignored with exact)
 };
 
 // Per-turn settings. Unset fields fall back to the session's default config, then to

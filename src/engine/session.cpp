@@ -144,7 +144,7 @@ std::unique_ptr<Session> load_session(const std::string& path, const LoadOptions
   impl->load = options;
   impl->opt = session;
   check(options.max_context > 0 && options.max_chunk > 0, "load_session: max_context and max_chunk must be positive");
-  impl->model = std::make_unique<model::gemma4::Model>(path, model::gemma4::ModelOptions{options.threads, options.max_chunk, options.exact});
+  impl->model = std::make_unique<model::gemma4::Model>(path, model::gemma4::ModelOptions{options.threads, options.max_chunk, options.exact, options.int8});
   const std::string tok_path = (fs::path(impl->model->checkpoint().dir()) / "tokenizer.json").string();
   check(fs::exists(tok_path), tok_path + ": missing (a chat session needs the checkpoint's tokenizer)");
   impl->tok = std::make_unique<text::Tokenizer>(text::Tokenizer::from_file(tok_path));

@@ -51,14 +51,14 @@ bool avx512_on() {
 }
 
 bool use_bf16(const Matrix& w, const Activations& x, Precision p) {
-  return p == Precision::Fast && x.xb != nullptr && !w.quantized && w.dtype == DType::BF16 &&
+  return p != Precision::Exact && x.xb != nullptr && !w.quantized && w.dtype == DType::BF16 &&
          bf16_kernel_supported() && avx512_on();
 }
 
 enum class Q8 { None, Avx512, Avx2 };
 
 Q8 q8_kernel(const Matrix& w, const Activations& x, Precision p) {
-  if (p != Precision::Fast || x.q == nullptr || !w.quantized || !g_q8_enabled.load(std::memory_order_relaxed) ||
+  if (p == Precision::Exact || x.q == nullptr || !w.quantized || !g_q8_enabled.load(std::memory_order_relaxed) ||
       (w.spec.group_size != 64 && w.spec.group_size != 128) || w.cols % 64 != 0 || w.cols > 64 * q8::kMaxBlocks)
     return Q8::None;
   if (q8_kernel_supported() && avx512_on()) return Q8::Avx512;
@@ -129,13 +129,13 @@ std::string kernel_name(const Matrix& w, Precision p) {
   return std::string("f32-hwy:") + hwy_kernels::target_name();
 }
 
-void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s) {
+void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2) {
   if (q8_kernel_supported() && g_avx512_enabled.load(std::memory_order_relaxed))
-    return q8::quantize_row_avx512(x, K, q, d, s);
-  quantize_row_q8_scalar(x, K, q, d, s);
+    return q8::quantize_row_avx512(x, K, q, d, s, q2);
+  quantize_row_q8_scalar(x, K, q, d, s, q2);
 }
 
-void quantize_row_q8_scalar(const float* x, int64_t K, int8_t* q, float* d, float* s) {
+void quantize_row_q8_scalar(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2) {
   for (int64_t b = 0; b < K / 64; ++b) {
     const float* xb = x + 64 * b;
     float amax = 0;
@@ -144,20 +144,30 @@ void quantize_row_q8_scalar(const float* x, int64_t K, int8_t* q, float* d, floa
     const float id = db > 0 ? 1.0f / db : 0.0f;
     int32_t sum = 0;
     const bool paired = b < K / 128 * 2;
-    int8_t* qp = paired ? q + 128 * (b / 2) + 4 * (b % 2) : q + 64 * b;
+    const int64_t base = paired ? 128 * (b / 2) + 4 * (b % 2) : 64 * b;
     for (int i = 0; i < 64; ++i) {
-      const int8_t v = int8_t(std::nearbyint(xb[i] * id));
-      qp[paired ? 64 * (i / 32) + 8 * (i % 32 / 4) + i % 4 : i] = v;
-      sum += v;
+      const int64_t at = base + (paired ? 64 * (i / 32) + 8 * (i % 32 / 4) + i % 4 : i);
+      const float v = xb[i] * id;
+      const int8_t c = int8_t(std::nearbyint(v));
+      q[at] = c;
+      if (q2) {
+        const int8_t c2 = int8_t(std::min(127.0f, std::nearbyint((v - float(c)) * float(1 << kQ8Shift))));
+        q2[at] = c2;
+        sum += (c << kQ8Shift) + c2;
+      } else {
+        sum += c;
+      }
     }
-    d[b] = db;
-    s[b] = db * float(sum);
+    d[b] = q2 ? db * (1.0f / float(1 << kQ8Shift)) : db;
+    s[b] = d[b] * float(sum);
   }
 }
 
 void ActivationBuffer::reserve(int64_t max_rows, int64_t max_k) {
   q_.resize(size_t(max_rows * max_k));
+  q2_.resize(q_.size());
   xb_.resize(q_.size());
+  xb2_.resize(q_.size());
   d_.resize(size_t(max_rows * (max_k / 64 + 1)));
   s_.resize(d_.size());
 }
@@ -169,7 +179,8 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
   a.K = K;
   a.x = x;
   a.ldx = ldx;
-  if (p != Precision::Fast) return a;
+  if (p == Precision::Exact) return a;
+  const bool split = p == Precision::Fast;
   bool want_q8 = consumers.size() == 0, want_bf16 = consumers.size() == 0;
   for (const Matrix* m : consumers) {
     want_q8 = want_q8 || m->quantized;
@@ -178,16 +189,24 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
   if (want_bf16 && bf16_kernel_supported()) {
     check(size_t(T * K) <= xb_.size(), "activation buffer too small for " + std::to_string(T) + "x" + std::to_string(K));
     for (int64_t t = 0; t < T; ++t)
-      for (int64_t i = 0; i < K; ++i) xb_[size_t(t * K + i)] = f32_to_bf16(x[t * ldx + i]);
+      for (int64_t i = 0; i < K; ++i) {
+        const float v = x[t * ldx + i];
+        const uint16_t hi = f32_to_bf16(v);
+        xb_[size_t(t * K + i)] = hi;
+        if (split) xb2_[size_t(t * K + i)] = f32_to_bf16(v - bf16_to_f32(hi));
+      }
     a.xb = xb_.data();
+    if (split) a.xb2 = xb2_.data();
   }
   if (!want_q8 || K % 64 != 0 || !int8_activations()) return a;
   check(size_t(T * K) <= q_.size(), "activation buffer too small for " + std::to_string(T) + "x" +
                                         std::to_string(K));
   const int64_t nb = K / 64;
   for (int64_t t = 0; t < T; ++t)
-    quantize_row_q8(x + t * ldx, K, &q_[size_t(t * K)], &d_[size_t(t * nb)], &s_[size_t(t * nb)]);
+    quantize_row_q8(x + t * ldx, K, &q_[size_t(t * K)], &d_[size_t(t * nb)], &s_[size_t(t * nb)],
+                    split ? &q2_[size_t(t * K)] : nullptr);
   a.q = q_.data();
+  if (split) a.q2 = q2_.data();
   a.d = d_.data();
   a.s = s_.data();
   return a;
@@ -257,7 +276,7 @@ void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, i
   t.x.ldx = ldx;
   t.y = y;
   t.ldy = ldy;
-  if (p == Precision::Fast && (int8_activations() || bf16_kernel_supported())) {
+  if (p != Precision::Exact && (int8_activations() || bf16_kernel_supported())) {
     thread_local ActivationBuffer buf;
     buf.reserve(T, w.cols);
     t.x = buf.prepare(x, T, w.cols, ldx, p, {&w});

@@ -3,14 +3,20 @@
 // experts each cost one wake-up of the thread pool. Rows are split across threads by the bytes
 // and work they need, so every core streams weights all the time.
 //
-// Two precisions:
-//  - Fast: activations are quantized to int8 in blocks of 64 (one f32 scale each, plus the block
-//    sum of the quantized values for the affine bias term) and quantized weights are multiplied
-//    as integers (AVX-512 VNNI/VBMI, or AVX2 for 2-6 bit codes); dense bf16 weights use
-//    AVX512-BF16 with bf16 activations where the CPU has it. Matrices no int8 kernel takes
-//    (group size 32, K not a multiple of 64, 8-bit codes without AVX-512, a CPU without AVX2)
-//    use the Exact kernels.
+// Three precisions:
+//  - Fast (the default): activations are quantized in blocks of 64 to two int8 parts, a coarse
+//    q1 = round(x/d1) (d1 = max|x|/127) and the residual q2 = round(256 (x/d1 - q1)) in
+//    [-128, 127], i.e. x ~ d (256 q1 + q2) with d = d1/256 (16 bits per value); quantized weights
+//    are multiplied as integers, each code against both parts (AVX-512 VNNI/VBMI, or AVX2 for
+//    2-6 bit codes), which costs twice the multiply work of one int8 part. Dense bf16 weights
+//    use AVX512-BF16 with the activations split the same way into bf16(x) + bf16(x - bf16(x)).
+//    This keeps the next-token distributions within a mean KL of 1e-3 of Exact on a full-depth
+//    synthetic model, which one int8 part does not (docs/benchmarks.md).
+//  - Int8: one int8 part and bf16 activations (what llama.cpp does with Q8 activations): prefill
+//    about 1.6x faster than Fast, at about 100x the distance from Exact.
 //  - Exact: f32 activations, weights dequantized to f32 (Highway, any target).
+// Matrices no int8 kernel takes (group size 32, K not a multiple of 64, 8-bit codes without
+// AVX-512, a CPU without AVX2) use the Exact kernels in every precision.
 // kernels.cpp keeps the scalar reference (matmul_reference) every kernel is tested against.
 #pragma once
 #include <cstdint>
@@ -24,7 +30,7 @@
 
 namespace mlxq::kernels {
 
-enum class Precision { Fast, Exact };
+enum class Precision { Fast, Exact, Int8 };
 
 // The input rows of a matmul. Row t is x + row(t) * ldx (and the matching int8 rows), where
 // row(t) = idx ? idx[t] : t, so routed experts read their tokens in place (no gather copy).
@@ -33,12 +39,17 @@ struct Activations {
   const float* x = nullptr;
   int64_t ldx = 0;
   const int32_t* idx = nullptr;
-  // The int8 form (Fast precision, K % 64 == 0): row stride K, and K/64 scales d and sums s.
+  // The int8 form (Fast and Int8 precision, K % 64 == 0): row stride K, and K/64 scales d and
+  // sums s. With q2 (Fast) a value is d * (256 * q + q2), without it d * q; s = d * the block's
+  // sum of those integers.
   const int8_t* q = nullptr;
+  const int8_t* q2 = nullptr;
   const float* d = nullptr;
   const float* s = nullptr;
-  // The bf16 form (Fast precision on CPUs with AVX512-BF16): row stride K, for dense bf16 weights.
+  // The bf16 form (on CPUs with AVX512-BF16): row stride K, for dense bf16 weights; with xb2
+  // (Fast) a value is xb + xb2, the second part bf16(x - bf16(x)).
   const uint16_t* xb = nullptr;
+  const uint16_t* xb2 = nullptr;
   int64_t row(int64_t t) const { return idx ? idx[t] : t; }
   // Rows [r0, r0+n) of an ungathered batch.
   Activations slice(int64_t r0, int64_t n) const {
@@ -47,10 +58,12 @@ struct Activations {
     a.x += r0 * ldx;
     if (q) {
       a.q += r0 * K;
+      if (q2) a.q2 += r0 * K;
       a.d += r0 * (K / 64);
       a.s += r0 * (K / 64);
     }
     if (xb) a.xb += r0 * K;
+    if (xb2) a.xb2 += r0 * K;
     return a;
   }
   // The rows index[0..n) of this batch (routed experts read their tokens in place).
@@ -66,16 +79,16 @@ struct Activations {
 class ActivationBuffer {
  public:
   void reserve(int64_t max_rows, int64_t max_k);
-  // Wraps x[T, K] (row stride ldx). With Fast precision it also makes the int8 form (K % 64 == 0)
-  // and the bf16 form, each only if one of `consumers` (the matrices x will meet) can use it; an
-  // empty list makes both.
+  // Wraps x[T, K] (row stride ldx). With Fast or Int8 precision it also makes the int8 form
+  // (K % 64 == 0) and the bf16 form (split in two parts with Fast), each only if one of
+  // `consumers` (the matrices x will meet) can use it; an empty list makes both.
   Activations prepare(const float* x, int64_t T, int64_t K, int64_t ldx, Precision p,
                       std::initializer_list<const Matrix*> consumers = {});
 
  private:
-  std::vector<int8_t> q_;
+  std::vector<int8_t> q_, q2_;
   std::vector<float> d_, s_;
-  std::vector<uint16_t> xb_;
+  std::vector<uint16_t> xb_, xb2_;
 };
 
 // Where the int8 value of column k (of a row of K) is stored: blocks 2p and 2p+1 share bytes
@@ -88,14 +101,20 @@ inline int64_t q8_storage_index(int64_t k, int64_t K) {
   return 128 * (b / 2) + 64 * (c / 32) + 8 * (c % 32 / 4) + 4 * (b % 2) + c % 4;
 }
 
-// Quantizes one row of K (K % 64 == 0) to int8 blocks of 64: d = max|x|/127, q = round(x/d),
-// s = d * sum(q). The bias term must see the same (quantized) x as the scale term: with
-// w = scale*q + bias the two terms nearly cancel, and only a consistent x keeps the error
-// proportional to w rather than to bias (8x lower KL than the exact f32 sum on tiny-a).
-// q is written in the q8_storage_index order.
-void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s);
+// Quantizes one row of K (K % 64 == 0) to int8 blocks of 64: d1 = max|x|/127, v = x * (1/d1)
+// (f32), q = round(v) (to nearest even). Without q2: d = d1, s = d * sum(q). With q2 (the
+// two-part form): q2 = min(127, round((v - q) * 256)) (|v - q| <= 1/2, so only an exact half
+// saturates), d = d1 / 256, s = d * sum(256 q + q2). The bias
+// term must see the same (quantized) x as the scale term: with w = scale*q + bias the two terms
+// nearly cancel, and only a consistent x keeps the error proportional to w rather than to bias
+// (8x lower KL than the exact f32 sum on tiny-a). q and q2 are written in the q8_storage_index
+// order.
+void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2 = nullptr);
 // The scalar definition quantize_row_q8 is tested against.
-void quantize_row_q8_scalar(const float* x, int64_t K, int8_t* q, float* d, float* s);
+void quantize_row_q8_scalar(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2 = nullptr);
+
+// The second int8 part's weight: a value is d * (2^kQ8Shift * q + q2).
+constexpr int kQ8Shift = 8;
 
 struct MatmulTask {
   const Matrix* w = nullptr;
@@ -109,7 +128,8 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool);
 void matmul(const Matrix& w, const float* x, int64_t T, int64_t ldx, float* y, int64_t ldy,
             ThreadPool& pool, Precision p = Precision::Exact);
 
-// Which kernel matmul would run for w (and `p`): "q8-avx512", "bf16-avx512", "f32-hwy:<target>".
+// Which kernel matmul would run for w (and `p`): "q8-avx512", "q8-avx2", "bf16-avx512",
+// "f32-hwy:<target>".
 std::string kernel_name(const Matrix& w, Precision p);
 
 // Kernel selection, for tests and benchmarks: whether the CPU has the int8 kernel's ISA
@@ -126,8 +146,9 @@ void set_avx512_kernels_enabled(bool on);
 // Highway restricted to its AVX2 target (what the environment variable MLXQ_CPU=avx2 does in
 // the mlxq tool). Throws when this CPU lacks AVX2.
 void emulate_avx2_cpu();
-// The same for the bf16 dot-product kernel (AVX512-BF16) that Fast precision uses for dense bf16
-// weights: activations rounded to bf16 (round to nearest even), f32 accumulation.
+// The same for the bf16 dot-product kernel (AVX512-BF16) that Fast and Int8 precision use for
+// dense bf16 weights: activations rounded to bf16 (round to nearest even; Fast adds the rounded
+// remainder as a second part), f32 accumulation.
 bool bf16_kernel_supported();
 
 // Rows [r0, r1) of one task on one thread (the per-thread body of matmul; tests call it).

@@ -1,7 +1,15 @@
-// The bf16 matmul kernel for dense bf16 weights (Fast precision) on AVX512-BF16: VDPBF16PS takes
-// 32 weights and 32 bf16 activations per instruction and accumulates pairs in f32. Compiled with
-// those ISA flags; called only after a CPUID check (matmul.cpp). Rows go one at a time (one
-// sequential stream per thread), tokens in tiles of up to 4 that share each weight load.
+// The bf16 matmul kernel for dense bf16 weights (Fast and Int8 precision) on AVX512-BF16:
+// VDPBF16PS takes 32 weights and 32 bf16 activations per instruction and accumulates pairs in
+// f32. Compiled with those ISA flags; called only after a CPUID check (matmul.cpp). Rows go one
+// at a time (one sequential stream per thread), tokens in tiles that share each weight load.
+//
+// Two-part activations (Fast, x ~ xb + xb2): each weight register meets both parts, and the two
+// parts accumulate in separate registers (summed at the end). One chain per part keeps decode
+// off VDPBF16PS's latency (a row alone is one chain; two rows side by side would be two memory
+// streams, which the prefetchers follow at half the speed). Every tile shape takes the same
+// steps per (row, token), so a token's result does not depend on how many tokens share the call
+// (chunked prefill and decode agree exactly). With two parts the tiles are 4 rows x 2 tokens
+// (4 x 4 would need 32 accumulators).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -20,147 +28,197 @@ namespace {
 
 constexpr int kPrefetch = 4096;
 
-// One row x NT tokens. The accumulation order (one f32 accumulator per token, 32-weight steps,
-// masked tail) is the same as rows4_tile's, so a token's result does not depend on how many
-// tokens share the call (chunked prefill and decode agree exactly).
-template <int NT>
-void row_tile(const uint8_t* w, const uint16_t* const* x, int64_t K, float* out) {
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; k += 32) {
-    const __mmask32 m = K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
-    if (k % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + kPrefetch), _MM_HINT_T0);
-    const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + 2 * k);
-    for (int t = 0; t < NT; ++t)
-      acc[t] = _mm512_dpbf16_ps(acc[t], wv, (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k));
+inline __mmask32 tail_mask(int64_t k, int64_t K) {
+  return K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
+}
+inline __m512bh load_bh(__mmask32 m, const void* p) { return (__m512bh)_mm512_maskz_loadu_epi16(m, p); }
+
+// x[t] / x2[t]: the parts of token t (x2 unused without S).
+template <int NT, bool S>
+struct Tokens {
+  const uint16_t* x[NT];
+  const uint16_t* x2[NT];
+  Tokens(const Activations& a, int64_t t0, int64_t K) {
+    for (int t = 0; t < NT; ++t) {
+      x[t] = a.xb + a.row(t0 + t) * K;
+      x2[t] = S ? a.xb2 + a.row(t0 + t) * K : nullptr;
+    }
   }
-  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+};
+
+// One row x NT tokens (decode).
+template <int NT, bool S>
+void row_tile(const uint8_t* w, const Tokens<NT, S>& x, int64_t K, float* out) {
+  __m512 acc[NT], acc2[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    const __mmask32 m = tail_mask(k, K);
+    if (k % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + kPrefetch), _MM_HINT_T0);
+    const __m512bh wv = load_bh(m, w + 2 * k);
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm512_dpbf16_ps(acc[t], wv, load_bh(m, x.x[t] + k));
+      if constexpr (S) acc2[t] = _mm512_dpbf16_ps(acc2[t], wv, load_bh(m, x.x2[t] + k));
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(S ? _mm512_add_ps(acc[t], acc2[t]) : acc[t]);
 }
 
 // Prefill: 4 rows x NT tokens, so each activation load feeds 4 dot products.
-template <int NT>
-void rows4_tile(const uint8_t* w, size_t row_bytes, const uint16_t* const* x, int64_t K, float* out) {
-  __m512 acc[4][NT];
+template <int NT, bool S>
+void rows4_tile(const uint8_t* w, size_t row_bytes, const Tokens<NT, S>& x, int64_t K, float* out) {
+  __m512 acc[4][NT], acc2[4][NT];
   for (int r = 0; r < 4; ++r)
-    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int t = 0; t < NT; ++t) acc[r][t] = acc2[r][t] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 32) {
-    const __mmask32 m = K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
-    __m512bh xv[NT];
-    for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k);
+    const __mmask32 m = tail_mask(k, K);
+    __m512bh xv[NT], xv2[NT];
+    for (int t = 0; t < NT; ++t) {
+      xv[t] = load_bh(m, x.x[t] + k);
+      if constexpr (S) xv2[t] = load_bh(m, x.x2[t] + k);
+    }
     for (int r = 0; r < 4; ++r) {
-      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * row_bytes + 2 * k);
-      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+      const __m512bh wv = load_bh(m, w + r * row_bytes + 2 * k);
+      for (int t = 0; t < NT; ++t) {
+        acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+        if constexpr (S) acc2[r][t] = _mm512_dpbf16_ps(acc2[r][t], wv, xv2[t]);
+      }
     }
   }
   for (int r = 0; r < 4; ++r)
-    for (int t = 0; t < NT; ++t) out[r * NT + t] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < NT; ++t)
+      out[r * NT + t] = _mm512_reduce_add_ps(S ? _mm512_add_ps(acc[r][t], acc2[r][t]) : acc[r][t]);
 }
 
 // Many tokens: 4 rows x up to kGroup tokens, K in chunks of kChunk, so the rows' chunk (4 x 2 KB)
 // stays in L1 while every token tile of the group passes over it (unchunked, the 4 rows of a
 // 4096-wide o_proj fill L1 by themselves and each tile rereads them from L2). The accumulators
-// wait in `acc` between chunks, and each still takes the k steps in order, so the results are
+// wait in memory between chunks, and each still takes the k steps in order, so the results are
 // identical to rows4_tile's. (rows4_tile is kept as a separate copy: written as a call of
 // rows4_tile_acc over all of K, g++ 12 compiled rows4_group's instance at half the speed.)
 constexpr int64_t kChunk = 1024, kGroup = 64;
 
-template <int NT>
-void rows4_tile_acc(const uint8_t* w, size_t row_bytes, const uint16_t* const* x, int64_t k0, int64_t k1,
-                    int64_t K, __m512* acc /* [4][NT] */) {
-  __m512 a[4][NT];
+template <int NT, bool S>
+void rows4_tile_acc(const uint8_t* w, size_t row_bytes, const Tokens<NT, S>& x, int64_t k0, int64_t k1,
+                    int64_t K, __m512* acc /* [4][NT] */, __m512* acc2 /* [4][NT], S only */) {
+  __m512 a[4][NT], a2[4][NT];
   for (int r = 0; r < 4; ++r)
-    for (int t = 0; t < NT; ++t) a[r][t] = acc[r * NT + t];
+    for (int t = 0; t < NT; ++t) {
+      a[r][t] = acc[r * NT + t];
+      if constexpr (S) a2[r][t] = acc2[r * NT + t];
+    }
   for (int64_t k = k0; k < k1; k += 32) {
-    const __mmask32 m = K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
-    __m512bh xv[NT];
-    for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k);
+    const __mmask32 m = tail_mask(k, K);
+    __m512bh xv[NT], xv2[NT];
+    for (int t = 0; t < NT; ++t) {
+      xv[t] = load_bh(m, x.x[t] + k);
+      if constexpr (S) xv2[t] = load_bh(m, x.x2[t] + k);
+    }
     for (int r = 0; r < 4; ++r) {
-      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * row_bytes + 2 * k);
-      for (int t = 0; t < NT; ++t) a[r][t] = _mm512_dpbf16_ps(a[r][t], wv, xv[t]);
+      const __m512bh wv = load_bh(m, w + r * row_bytes + 2 * k);
+      for (int t = 0; t < NT; ++t) {
+        a[r][t] = _mm512_dpbf16_ps(a[r][t], wv, xv[t]);
+        if constexpr (S) a2[r][t] = _mm512_dpbf16_ps(a2[r][t], wv, xv2[t]);
+      }
     }
   }
   for (int r = 0; r < 4; ++r)
-    for (int t = 0; t < NT; ++t) acc[r * NT + t] = a[r][t];
+    for (int t = 0; t < NT; ++t) {
+      acc[r * NT + t] = a[r][t];
+      if constexpr (S) acc2[r * NT + t] = a2[r][t];
+    }
 }
 
+// Token tiles: 4 wide with one part, 2 with two.
+template <bool S>
+constexpr int kTile = S ? 2 : 4;
+
 // Rows r..r+3 x tokens [t0, t0 + n), n <= kGroup.
+template <bool S>
 void rows4_group(const Matrix& w, const Activations& x, int64_t r, int64_t t0, int64_t n, float* y, int64_t ldy) {
-  __m512 acc[4 * kGroup];  // tile-major: tile j holds [4][nt] vectors at acc + 16 * j
-  for (int64_t i = 0; i < 4 * n; ++i) acc[i] = _mm512_setzero_ps();
+  constexpr int64_t tile = kTile<S>;
+  __m512 acc[4 * kGroup], acc2[S ? 4 * kGroup : 1];  // tile-major: tile j at acc + 4 * tile * j
+  for (int64_t i = 0; i < 4 * n; ++i) {
+    acc[i] = _mm512_setzero_ps();
+    if constexpr (S) acc2[i] = _mm512_setzero_ps();
+  }
   const uint8_t* wr = w.data + size_t(r) * w.row_bytes;
   const int64_t K = w.cols;
   for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
     const int64_t k1 = std::min(K, k0 + kChunk);
-    for (int64_t t = 0; t < n; t += 4) {
-      const int nt = int(std::min<int64_t>(4, n - t));
-      const uint16_t* xr[4];
-      for (int i = 0; i < nt; ++i) xr[i] = x.xb + x.row(t0 + t + i) * K;
+    for (int64_t t = 0; t < n; t += tile) {
       __m512* a = acc + 4 * t;
-      switch (nt) {
-        case 4: rows4_tile_acc<4>(wr, w.row_bytes, xr, k0, k1, K, a); break;
-        case 3: rows4_tile_acc<3>(wr, w.row_bytes, xr, k0, k1, K, a); break;
-        case 2: rows4_tile_acc<2>(wr, w.row_bytes, xr, k0, k1, K, a); break;
-        default: rows4_tile_acc<1>(wr, w.row_bytes, xr, k0, k1, K, a); break;
+      __m512* a2 = S ? acc2 + 4 * t : nullptr;
+      switch (std::min(tile, n - t)) {
+        case 4: rows4_tile_acc<4, S>(wr, w.row_bytes, Tokens<4, S>(x, t0 + t, K), k0, k1, K, a, a2); break;
+        case 3: rows4_tile_acc<3, S>(wr, w.row_bytes, Tokens<3, S>(x, t0 + t, K), k0, k1, K, a, a2); break;
+        case 2: rows4_tile_acc<2, S>(wr, w.row_bytes, Tokens<2, S>(x, t0 + t, K), k0, k1, K, a, a2); break;
+        default: rows4_tile_acc<1, S>(wr, w.row_bytes, Tokens<1, S>(x, t0 + t, K), k0, k1, K, a, a2); break;
       }
     }
   }
-  for (int64_t t = 0; t < n; t += 4) {
-    const int nt = int(std::min<int64_t>(4, n - t));
+  for (int64_t t = 0; t < n; t += tile) {
+    const int64_t nt = std::min(tile, n - t);
     for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < nt; ++j) y[(t0 + t + j) * ldy + r + i] = _mm512_reduce_add_ps(acc[4 * t + i * nt + j]);
+      for (int64_t j = 0; j < nt; ++j) {
+        const int64_t at = 4 * t + i * nt + j;
+        y[(t0 + t + j) * ldy + r + i] = _mm512_reduce_add_ps(S ? _mm512_add_ps(acc[at], acc2[at]) : acc[at]);
+      }
   }
 }
 
-template <int NT>
+template <int NT, bool S>
 void run_rows4(const Matrix& w, const Activations& x, int64_t r, int64_t t0, float* y, int64_t ldy) {
-  const uint16_t* xr[NT];
-  for (int t = 0; t < NT; ++t) xr[t] = x.xb + x.row(t0 + t) * w.cols;
   float out[4 * NT];
-  rows4_tile<NT>(w.data + size_t(r) * w.row_bytes, w.row_bytes, xr, w.cols, out);
+  rows4_tile<NT, S>(w.data + size_t(r) * w.row_bytes, w.row_bytes, Tokens<NT, S>(x, t0, w.cols), w.cols, out);
   for (int i = 0; i < 4; ++i)
     for (int t = 0; t < NT; ++t) y[(t0 + t) * ldy + r + i] = out[i * NT + t];
 }
 
-template <int NT>
+template <int NT, bool S>
 void run_tile(const Matrix& w, const Activations& x, int64_t r, int64_t t0, float* y, int64_t ldy) {
-  const uint16_t* xr[NT];
-  for (int t = 0; t < NT; ++t) xr[t] = x.xb + x.row(t0 + t) * w.cols;
   float out[NT];
-  row_tile<NT>(w.data + size_t(r) * w.row_bytes, xr, w.cols, out);
+  row_tile<NT, S>(w.data + size_t(r) * w.row_bytes, Tokens<NT, S>(x, t0, w.cols), w.cols, out);
   for (int t = 0; t < NT; ++t) y[(t0 + t) * ldy + r] = out[t];
 }
 
-}  // namespace
-
-void matmul_rows_bf16_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
-                             int64_t ldy) {
+template <bool S>
+void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  constexpr int64_t tile = kTile<S>;
   int64_t r = r0;
   if (x.T >= 8 && w.cols > kChunk) {
     for (; r + 4 <= r1; r += 4)
-      for (int64_t t = 0; t < x.T; t += kGroup) rows4_group(w, x, r, t, std::min(kGroup, x.T - t), y, ldy);
+      for (int64_t t = 0; t < x.T; t += kGroup) rows4_group<S>(w, x, r, t, std::min(kGroup, x.T - t), y, ldy);
   }
   if (x.T >= 4) {
     for (; r + 4 <= r1; r += 4) {
       int64_t t = 0;
-      for (; t + 4 <= x.T; t += 4) run_rows4<4>(w, x, r, t, y, ldy);
+      for (; t + tile <= x.T; t += tile) run_rows4<tile, S>(w, x, r, t, y, ldy);
       switch (x.T - t) {
-        case 3: run_rows4<3>(w, x, r, t, y, ldy); break;
-        case 2: run_rows4<2>(w, x, r, t, y, ldy); break;
-        case 1: run_rows4<1>(w, x, r, t, y, ldy); break;
+        case 3: run_rows4<3, S>(w, x, r, t, y, ldy); break;
+        case 2: run_rows4<2, S>(w, x, r, t, y, ldy); break;
+        case 1: run_rows4<1, S>(w, x, r, t, y, ldy); break;
         default: break;
       }
     }
   }
   for (; r < r1; ++r) {
     int64_t t = 0;
-    for (; t + 4 <= x.T; t += 4) run_tile<4>(w, x, r, t, y, ldy);
+    for (; t + tile <= x.T; t += tile) run_tile<tile, S>(w, x, r, t, y, ldy);
     switch (x.T - t) {
-      case 3: run_tile<3>(w, x, r, t, y, ldy); break;
-      case 2: run_tile<2>(w, x, r, t, y, ldy); break;
-      case 1: run_tile<1>(w, x, r, t, y, ldy); break;
+      case 3: run_tile<3, S>(w, x, r, t, y, ldy); break;
+      case 2: run_tile<2, S>(w, x, r, t, y, ldy); break;
+      case 1: run_tile<1, S>(w, x, r, t, y, ldy); break;
       default: break;
     }
   }
+}
+
+}  // namespace
+
+void matmul_rows_bf16_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
+                             int64_t ldy) {
+  if (x.xb2) return run<true>(w, x, r0, r1, y, ldy);
+  run<false>(w, x, r0, r1, y, ldy);
 }
 
 }  // namespace mlxq::kernels::q8

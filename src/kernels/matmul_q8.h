@@ -10,7 +10,8 @@ namespace q8 {
 // Longest row the int8 kernel takes: K <= 64 * kMaxBlocks.
 constexpr int64_t kMaxBlocks = 256;
 // AVX-512 F/BW/VL/VNNI/VBMI int8 kernel (matmul_q8_avx512.cpp). Requires w.quantized,
-// group_size 64 or 128, K % 64 == 0, K <= 64 * kMaxBlocks and the int8 form of x.
+// group_size 64 or 128, K % 64 == 0, K <= 64 * kMaxBlocks and the int8 form of x (one part or
+// two).
 void matmul_rows_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                         int64_t ldy);
 // AVX2 + FMA int8 kernel (matmul_q8_avx2.cpp): the same activations and sums as the AVX-512 one,
@@ -18,8 +19,9 @@ void matmul_rows_avx512(const Matrix& w, const Activations& x, int64_t r0, int64
 void matmul_rows_avx2(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                       int64_t ldy);
 // quantize_row_q8 with AVX-512 (same results).
-void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* s);
-// AVX512-BF16 kernel for dense bf16 weights and the bf16 form of x (matmul_bf16_avx512.cpp).
+void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2);
+// AVX512-BF16 kernel for dense bf16 weights and the bf16 form of x, one part or two
+// (matmul_bf16_avx512.cpp).
 void matmul_rows_bf16_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                              int64_t ldy);
 }  // namespace q8

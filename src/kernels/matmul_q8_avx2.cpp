@@ -12,6 +12,8 @@
 // Dot: VPMADDUBSW (u8 codes x s8 activations, pairs summed to int16), two of them added (no
 // overflow for codes < 64), VPMADDWD with ones to int32: block A's sums in the even lanes and
 // B's in the odd ones, so one convert + FMA (scales [sA, sB] repeated) serves the pair.
+// Two-part activations (Fast precision): the int32 sums against q1 are shifted left by 8 and the
+// sums against q2 (int8 like q1: no int16 overflow either) added before the convert.
 // A row is unpacked once into an L1 buffer, then dotted with up to 4 tokens at a time.
 #include <immintrin.h>
 
@@ -115,9 +117,11 @@ inline __m256i dot64(__m256i c0, __m256i c1, const int8_t* x) {
   return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
 }
 
-// NT tokens against one unpacked row: y[t] = sum over blocks of cs[t][b] * sum(q * xq).
-template <int NT>
-void dot_tokens(const uint8_t* codes, const int8_t* const* xq, const float* const* cs, int64_t nb, float* y) {
+// NT tokens against one unpacked row: y[t] = sum over blocks of cs[t][b] * sum(q * xq), where
+// with S xq is the two-part value 256 * xq + xq2.
+template <int NT, bool S>
+void dot_tokens(const uint8_t* codes, const int8_t* const* xq, const int8_t* const* xq2, const float* const* cs,
+                int64_t nb, float* y) {
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const int64_t np = nb / 2;
@@ -125,7 +129,10 @@ void dot_tokens(const uint8_t* codes, const int8_t* const* xq, const float* cons
     const __m256i c0 = load(codes + 128 * p), c1 = load(codes + 128 * p + 32);
     const __m256i c2 = load(codes + 128 * p + 64), c3 = load(codes + 128 * p + 96);
     for (int t = 0; t < NT; ++t) {
-      const __m256i i32 = _mm256_add_epi32(dot64(c0, c1, xq[t] + 128 * p), dot64(c2, c3, xq[t] + 128 * p + 64));
+      __m256i i32 = _mm256_add_epi32(dot64(c0, c1, xq[t] + 128 * p), dot64(c2, c3, xq[t] + 128 * p + 64));
+      if constexpr (S)
+        i32 = _mm256_add_epi32(_mm256_slli_epi32(i32, kQ8Shift), _mm256_add_epi32(dot64(c0, c1, xq2[t] + 128 * p),
+                                                                           dot64(c2, c3, xq2[t] + 128 * p + 64)));
       double pair;  // [cs_A, cs_B], repeated over the lanes
       std::memcpy(&pair, cs[t] + 2 * p, 8);
       const __m256 sc = _mm256_castpd_ps(_mm256_set1_pd(pair));
@@ -134,8 +141,11 @@ void dot_tokens(const uint8_t* codes, const int8_t* const* xq, const float* cons
   }
   if (nb % 2) {
     const __m256i c0 = load(codes + 128 * np), c1 = load(codes + 128 * np + 32);
-    for (int t = 0; t < NT; ++t)
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot64(c0, c1, xq[t] + 128 * np)), _mm256_set1_ps(cs[t][nb - 1]), acc[t]);
+    for (int t = 0; t < NT; ++t) {
+      __m256i i32 = dot64(c0, c1, xq[t] + 128 * np);
+      if constexpr (S) i32 = _mm256_add_epi32(_mm256_slli_epi32(i32, kQ8Shift), dot64(c0, c1, xq2[t] + 128 * np));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_set1_ps(cs[t][nb - 1]), acc[t]);
+    }
   }
   for (int t = 0; t < NT; ++t) y[t] = hsum(acc[t]);
 }
@@ -160,7 +170,7 @@ void block_params(const Matrix& w, int64_t r, int64_t nb, float* s, float* b) {
   }
 }
 
-template <int B>
+template <int B, bool S>
 void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const int64_t nb = w.cols / 64;
   alignas(32) uint8_t codes[64 * kMaxBlocks];
@@ -171,19 +181,21 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
     for (int64_t t0 = 0; t0 < x.T; t0 += 4) {
       const int nt = int(x.T - t0 < 4 ? x.T - t0 : 4);
       const int8_t* xq[4];
+      const int8_t* xq2[4] = {};
       const float* csp[4] = {cs[0], cs[1], cs[2], cs[3]};
       float out[4];
       for (int t = 0; t < nt; ++t) {
         const int64_t row = x.row(t0 + t);
         xq[t] = x.q + row * w.cols;
+        if (S) xq2[t] = x.q2 + row * w.cols;
         const float* d = x.d + row * nb;
         for (int64_t k = 0; k < nb; ++k) cs[t][k] = s[k] * d[k];
       }
       switch (nt) {
-        case 4: dot_tokens<4>(codes, xq, csp, nb, out); break;
-        case 3: dot_tokens<3>(codes, xq, csp, nb, out); break;
-        case 2: dot_tokens<2>(codes, xq, csp, nb, out); break;
-        default: dot_tokens<1>(codes, xq, csp, nb, out); break;
+        case 4: dot_tokens<4, S>(codes, xq, xq2, csp, nb, out); break;
+        case 3: dot_tokens<3, S>(codes, xq, xq2, csp, nb, out); break;
+        case 2: dot_tokens<2, S>(codes, xq, xq2, csp, nb, out); break;
+        default: dot_tokens<1, S>(codes, xq, xq2, csp, nb, out); break;
       }
       for (int t = 0; t < nt; ++t) {  // + the bias term: sum over blocks of bias * (d * sum(xq))
         const float* sum = x.s + x.row(t0 + t) * nb;
@@ -198,16 +210,22 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
   }
 }
 
+template <bool S>
+void run_bits(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  switch (w.spec.bits) {
+    case 2: return run<2, S>(w, x, r0, r1, y, ldy);
+    case 3: return run<3, S>(w, x, r0, r1, y, ldy);
+    case 4: return run<4, S>(w, x, r0, r1, y, ldy);
+    case 5: return run<5, S>(w, x, r0, r1, y, ldy);
+    default: return run<6, S>(w, x, r0, r1, y, ldy);
+  }
+}
+
 }  // namespace
 
 void matmul_rows_avx2(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  switch (w.spec.bits) {
-    case 2: return run<2>(w, x, r0, r1, y, ldy);
-    case 3: return run<3>(w, x, r0, r1, y, ldy);
-    case 4: return run<4>(w, x, r0, r1, y, ldy);
-    case 5: return run<5>(w, x, r0, r1, y, ldy);
-    default: return run<6>(w, x, r0, r1, y, ldy);
-  }
+  if (x.q2) return run_bits<true>(w, x, r0, r1, y, ldy);
+  run_bits<false>(w, x, r0, r1, y, ldy);
 }
 
 }  // namespace mlxq::kernels::q8

@@ -9,6 +9,9 @@
 // bytes of each 4-code window (8 codes sit in b bytes of the LSB-first stream), VPMULTISHIFTQB
 // cuts the codes out, and the two blocks' codes alternate every 4 so one convert + FMA scales
 // both. The activations are stored in the same order (matmul.h, q8_storage_index).
+// Two-part activations (Fast precision, x = d (256 q1 + q2)): each code register meets q1, the
+// int32 sums are shifted left by 8 and then meet q2, so one convert + FMA still scales the pair
+// (a lane sums 8 products per part: below 2^27 for 8-bit codes).
 // Decode runs one row at a time (one memory stream per thread); prefill runs tiles of 4 rows x
 // up to 4 tokens over codes unpacked once per row group.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -200,9 +203,10 @@ void mul(const float* a, const float* b, int64_t n, float* out) {
 // part is added by the caller). Blocks go in pairs (one cvt + FMA per pair); an odd last block
 // is stored unpaired and takes the single-block path.
 // kBuf: w[r] points at codes already unpacked (by unpack_rows) instead of packed weights.
-template <int B, int R, int NT, bool kBuf>
-void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int64_t ldc, int64_t nb,
-          float* y) {
+// S: two-part activations, xq2[t] the second part.
+template <int B, int R, int NT, bool kBuf, bool S>
+void tile(const uint8_t* const* w, const int8_t* const* xq, const int8_t* const* xq2, const float* cs,
+          int64_t ldc, int64_t nb, float* y) {
   static const PairUnpacker<B> unpack2;
   static const Unpacker<B> unpack1;
   __m512 acc[R][NT];
@@ -211,10 +215,14 @@ void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int
   const __m512i zero = _mm512_setzero_si512();
   const int64_t np = nb / 2;
   for (int64_t p = 0; p < np; ++p) {
-    __m512i xlo[NT], xhi[NT];
+    __m512i xlo[NT], xhi[NT], ylo[NT], yhi[NT];
     for (int t = 0; t < NT; ++t) {
       xlo[t] = _mm512_loadu_si512(xq[t] + 128 * p);
       xhi[t] = _mm512_loadu_si512(xq[t] + 128 * p + 64);
+      if constexpr (S) {
+        ylo[t] = _mm512_loadu_si512(xq2[t] + 128 * p);
+        yhi[t] = _mm512_loadu_si512(xq2[t] + 128 * p + 64);
+      }
     }
     for (int r = 0; r < R; ++r) {
       __m512i lo, hi;
@@ -229,7 +237,9 @@ void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int
         unpack2(w[r] + 16 * B * p, &lo, &hi);
       }
       for (int t = 0; t < NT; ++t) {
-        const __m512i isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xlo[t]), hi, xhi[t]);
+        __m512i isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xlo[t]), hi, xhi[t]);
+        if constexpr (S)
+          isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_slli_epi32(isum, kQ8Shift), lo, ylo[t]), hi, yhi[t]);
         // lanes alternate A, B: scale by [cs_A, cs_B] repeated
         const __m512 sc = _mm512_castsi512_ps(_mm512_broadcastq_epi64(
             _mm_loadl_epi64(reinterpret_cast<const __m128i*>(cs + (r * NT + t) * ldc + 2 * p))));
@@ -239,12 +249,17 @@ void tile(const uint8_t* const* w, const int8_t* const* xq, const float* cs, int
   }
   if (nb % 2) {
     const int64_t b = nb - 1;
-    __m512i xv[NT];
-    for (int t = 0; t < NT; ++t) xv[t] = _mm512_loadu_si512(xq[t] + 64 * b);
+    __m512i xv[NT], yv[NT];
+    for (int t = 0; t < NT; ++t) {
+      xv[t] = _mm512_loadu_si512(xq[t] + 64 * b);
+      if constexpr (S) yv[t] = _mm512_loadu_si512(xq2[t] + 64 * b);
+    }
     for (int r = 0; r < R; ++r) {
       const __m512i wv = kBuf ? _mm512_loadu_si512(w[r] + 64 * b) : unpack1(w[r] + 8 * B * b);
       for (int t = 0; t < NT; ++t) {
-        const __m512 isum = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv, xv[t]));
+        __m512i i32 = _mm512_dpbusd_epi32(zero, wv, xv[t]);
+        if constexpr (S) i32 = _mm512_dpbusd_epi32(_mm512_slli_epi32(i32, kQ8Shift), wv, yv[t]);
+        const __m512 isum = _mm512_cvtepi32_ps(i32);
         acc[r][t] = _mm512_fmadd_ps(isum, _mm512_set1_ps(cs[(r * NT + t) * ldc + b]), acc[r][t]);
       }
     }
@@ -280,7 +295,7 @@ void unpack_rows(const Matrix& w, int64_t r, uint8_t* codes) {
   }
 }
 
-template <int B, int R, int NT, bool kBuf = false>
+template <int B, int R, int NT, bool S, bool kBuf = false>
 void run_tile(const Matrix& w, const Activations& x, const RowBlocks<R>& rb, int64_t r, int64_t t0,
               float* y, int64_t ldy, const uint8_t* codes = nullptr) {
   const int64_t nb = w.cols / 64;
@@ -289,19 +304,23 @@ void run_tile(const Matrix& w, const Activations& x, const RowBlocks<R>& rb, int
   alignas(64) float cs[R * NT * kMaxBlocks];
   const uint8_t* wrow[R];
   const int8_t* xrow[NT];
-  for (int t = 0; t < NT; ++t) xrow[t] = x.q + x.row(t0 + t) * nb * 64;
+  const int8_t* xrow2[NT];
+  for (int t = 0; t < NT; ++t) {
+    xrow[t] = x.q + x.row(t0 + t) * nb * 64;
+    xrow2[t] = S ? x.q2 + x.row(t0 + t) * nb * 64 : nullptr;
+  }
   for (int i = 0; i < R; ++i) {
     wrow[i] = kBuf ? codes + i * w.cols : w.data + size_t(r + i) * w.row_bytes;
     for (int t = 0; t < NT; ++t) mul(rb.s[i], x.d + x.row(t0 + t) * nb, nb, cs + (i * NT + t) * ldc);
   }
   float out[R * NT];
-  tile<B, R, NT, kBuf>(wrow, xrow, cs, ldc, nb, out);
+  tile<B, R, NT, kBuf, S>(wrow, xrow, xrow2, cs, ldc, nb, out);
   for (int i = 0; i < R; ++i)
     for (int t = 0; t < NT; ++t)
       y[(t0 + t) * ldy + r + i] = out[i * NT + t] + dot(rb.b[i], x.s + x.row(t0 + t) * nb, nb);
 }
 
-template <int B, int R>
+template <int B, int R, bool S>
 void run_rows(const Matrix& w, const Activations& x, int64_t r, float* y, int64_t ldy) {
   RowBlocks<R> rb;
   for (int i = 0; i < R; ++i)
@@ -311,20 +330,20 @@ void run_rows(const Matrix& w, const Activations& x, int64_t r, float* y, int64_
   if (x.T > 4) {  // several token tiles: unpack the rows once
     alignas(64) uint8_t codes[R * 64 * kMaxBlocks];
     unpack_rows<B, R>(w, r, codes);
-    for (; t + 4 <= x.T; t += 4) run_tile<B, R, 4, true>(w, x, rb, r, t, y, ldy, codes);
+    for (; t + 4 <= x.T; t += 4) run_tile<B, R, 4, S, true>(w, x, rb, r, t, y, ldy, codes);
     switch (x.T - t) {
-      case 3: run_tile<B, R, 3, true>(w, x, rb, r, t, y, ldy, codes); break;
-      case 2: run_tile<B, R, 2, true>(w, x, rb, r, t, y, ldy, codes); break;
-      case 1: run_tile<B, R, 1, true>(w, x, rb, r, t, y, ldy, codes); break;
+      case 3: run_tile<B, R, 3, S, true>(w, x, rb, r, t, y, ldy, codes); break;
+      case 2: run_tile<B, R, 2, S, true>(w, x, rb, r, t, y, ldy, codes); break;
+      case 1: run_tile<B, R, 1, S, true>(w, x, rb, r, t, y, ldy, codes); break;
       default: break;
     }
     return;
   }
-  for (; t + 4 <= x.T; t += 4) run_tile<B, R, 4>(w, x, rb, r, t, y, ldy);
+  for (; t + 4 <= x.T; t += 4) run_tile<B, R, 4, S>(w, x, rb, r, t, y, ldy);
   switch (x.T - t) {
-    case 3: run_tile<B, R, 3>(w, x, rb, r, t, y, ldy); break;
-    case 2: run_tile<B, R, 2>(w, x, rb, r, t, y, ldy); break;
-    case 1: run_tile<B, R, 1>(w, x, rb, r, t, y, ldy); break;
+    case 3: run_tile<B, R, 3, S>(w, x, rb, r, t, y, ldy); break;
+    case 2: run_tile<B, R, 2, S>(w, x, rb, r, t, y, ldy); break;
+    case 1: run_tile<B, R, 1, S>(w, x, rb, r, t, y, ldy); break;
     default: break;
   }
 }
@@ -340,7 +359,7 @@ void prefetch_params(const Matrix& w, int64_t r, int64_t r1) {
   }
 }
 
-template <int B>
+template <int B, bool S>
 void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   int64_t r = r0;
   for (int64_t g = 0; g < kParamsAhead; ++g) prefetch_params(w, r0 + 4 * g, r1);
@@ -352,22 +371,49 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
   if (x.T >= 4 || w.cols <= 1024) {
     for (; r + 4 <= r1; r += 4) {
       prefetch_params(w, r + 4 * kParamsAhead, r1);
-      run_rows<B, 4>(w, x, r, y, ldy);
+      run_rows<B, 4, S>(w, x, r, y, ldy);
     }
   }
   for (; r < r1; ++r) {
     if ((r - r0) % 4 == 0) prefetch_params(w, r + 4 * kParamsAhead, r1);
-    run_rows<B, 1>(w, x, r, y, ldy);
+    run_rows<B, 1, S>(w, x, r, y, ldy);
+  }
+}
+
+// Paired order (q8_storage_index): dword j of a block goes to dword 16*(j/8) + 2*(j%8) + (b%2)
+// of the pair; written with plain stores once both blocks are in registers (masked stores are
+// slow on Zen 4).
+void store_pair(__m512i even, __m512i odd, int8_t* base) {
+  const __m512i idx_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i idx_hi = _mm512_add_epi32(idx_lo, _mm512_set1_epi32(8));
+  _mm512_storeu_si512(base, _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_permutexvar_epi32(idx_lo, even),
+                                                    _mm512_permutexvar_epi32(idx_lo, odd)));
+  _mm512_storeu_si512(base + 64, _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_permutexvar_epi32(idx_hi, even),
+                                                         _mm512_permutexvar_epi32(idx_hi, odd)));
+}
+
+inline __m512i bytes_of(const __m128i* b) {  // 4 x 16 bytes, natural order
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(b[1], b[0])), _mm256_set_m128i(b[3], b[2]), 1);
+}
+
+template <bool S>
+void run_bits(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  switch (w.spec.bits) {
+    case 2: return run<2, S>(w, x, r0, r1, y, ldy);
+    case 3: return run<3, S>(w, x, r0, r1, y, ldy);
+    case 4: return run<4, S>(w, x, r0, r1, y, ldy);
+    case 5: return run<5, S>(w, x, r0, r1, y, ldy);
+    case 6: return run<6, S>(w, x, r0, r1, y, ldy);
+    default: return run<8, S>(w, x, r0, r1, y, ldy);
   }
 }
 
 }  // namespace
 
-void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* s) {
+void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2) {
   const int64_t nb = K / 64, paired = K / 128 * 2;
-  const __m512i idx_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-  const __m512i idx_hi = _mm512_add_epi32(idx_lo, _mm512_set1_epi32(8));
-  __m512i even = _mm512_setzero_si512();  // codes of the pair's even block
+  const __m512 kpart = _mm512_set1_ps(float(1 << kQ8Shift));
+  __m512i even = _mm512_setzero_si512(), even2 = _mm512_setzero_si512();  // the pair's even block
   for (int64_t b = 0; b < nb; ++b) {
     const float* xb = x + 64 * b;
     __m512 v[4];
@@ -379,46 +425,44 @@ void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* 
     const float db = _mm512_reduce_max_ps(amax) / 127.0f;
     const __m512 id = _mm512_set1_ps(db > 0 ? 1.0f / db : 0.0f);
     __m512i sum = _mm512_setzero_si512();
-    __m128i bytes[4];
+    __m128i bytes[4], bytes2[4];
     for (int j = 0; j < 4; ++j) {  // round to nearest even, as std::nearbyint
-      const __m512i iv = _mm512_cvtps_epi32(_mm512_mul_ps(v[j], id));
-      sum = _mm512_add_epi32(sum, iv);
+      const __m512 t = _mm512_mul_ps(v[j], id);
+      const __m512i iv = _mm512_cvtps_epi32(t);
       bytes[j] = _mm512_cvtsepi32_epi8(iv);
+      if (q2) {
+        // an exact half gives +256: saturate to 127 like the scalar definition
+        const __m512i iv2 = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(t, _mm512_cvtepi32_ps(iv)), kpart)),
+                                             _mm512_set1_epi32(127));
+        bytes2[j] = _mm512_cvtsepi32_epi8(iv2);
+        sum = _mm512_add_epi32(sum, _mm512_add_epi32(_mm512_slli_epi32(iv, kQ8Shift), iv2));
+      } else {
+        sum = _mm512_add_epi32(sum, iv);
+      }
     }
-    // 64 codes as 16 dwords (4 codes each), natural order
-    const __m512i codes = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_set_m128i(bytes[1], bytes[0])), _mm256_set_m128i(bytes[3], bytes[2]), 1);
-    d[b] = db;
-    s[b] = db * float(_mm512_reduce_add_epi32(sum));
+    const __m512i codes = bytes_of(bytes);  // 64 codes as 16 dwords (4 codes each)
+    const __m512i codes2 = q2 ? bytes_of(bytes2) : _mm512_setzero_si512();
+    d[b] = q2 ? db * (1.0f / float(1 << kQ8Shift)) : db;
+    s[b] = d[b] * float(_mm512_reduce_add_epi32(sum));
     if (b >= paired) {
       _mm512_storeu_si512(q + 64 * b, codes);
+      if (q2) _mm512_storeu_si512(q2 + 64 * b, codes2);
       continue;
     }
     if (b % 2 == 0) {
       even = codes;
+      even2 = codes2;
       continue;
     }
-    // Paired order: dword j of a block goes to dword 16*(j/8) + 2*(j%8) + (b%2) of the pair.
-    // Both blocks are in registers now, so the pair is written with plain stores (masked stores
-    // are slow on Zen 4).
-    int8_t* base = q + 128 * (b / 2);
-    _mm512_storeu_si512(base, _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_permutexvar_epi32(idx_lo, even),
-                                                      _mm512_permutexvar_epi32(idx_lo, codes)));
-    _mm512_storeu_si512(base + 64, _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_permutexvar_epi32(idx_hi, even),
-                                                           _mm512_permutexvar_epi32(idx_hi, codes)));
+    store_pair(even, codes, q + 128 * (b / 2));
+    if (q2) store_pair(even2, codes2, q2 + 128 * (b / 2));
   }
 }
 
 void matmul_rows_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                         int64_t ldy) {
-  switch (w.spec.bits) {
-    case 2: return run<2>(w, x, r0, r1, y, ldy);
-    case 3: return run<3>(w, x, r0, r1, y, ldy);
-    case 4: return run<4>(w, x, r0, r1, y, ldy);
-    case 5: return run<5>(w, x, r0, r1, y, ldy);
-    case 6: return run<6>(w, x, r0, r1, y, ldy);
-    default: return run<8>(w, x, r0, r1, y, ldy);
-  }
+  if (x.q2) return run_bits<true>(w, x, r0, r1, y, ldy);
+  run_bits<false>(w, x, r0, r1, y, ldy);
 }
 
 }  // namespace mlxq::kernels::q8

@@ -91,8 +91,8 @@ TEST(Matmul, SimdDequantizationMatchesTheScalarOneOnEveryTarget) {
 }
 
 // The value the int8 kernel computes, from its definition: per 64-block, scale * d * sum(q*xq)
-// plus bias * (sum of the f32 block), in double.
-double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const float* d, const float* s) {
+// plus bias * s, in double, where xq is 256 * q + q2 with a second part and q without.
+double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const int8_t* q2, const float* d, const float* s) {
   const auto* words = m.data + size_t(r) * m.row_bytes;
   double acc = 0;
   for (int64_t b = 0; b < m.cols / 64; ++b) {
@@ -100,8 +100,10 @@ double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const float* d, 
     const double sc = quant::load_scalar(m.scales + size_t(r) * m.sb_row_bytes, m.dtype, g);
     const double bi = quant::load_scalar(m.biases + size_t(r) * m.sb_row_bytes, m.dtype, g);
     int64_t isum = 0;
-    for (int i = 0; i < 64; ++i)
-      isum += int64_t(quant::code_at(words, b * 64 + i, m.spec.bits)) * q[q8_storage_index(b * 64 + i, m.cols)];
+    for (int i = 0; i < 64; ++i) {
+      const int64_t at = q8_storage_index(b * 64 + i, m.cols);
+      isum += int64_t(quant::code_at(words, b * 64 + i, m.spec.bits)) * (q2 ? (q[at] << kQ8Shift) + q2[at] : q[at]);
+    }
     acc += sc * double(d[b]) * double(isum) + bi * double(s[b]);
   }
   return acc;
@@ -132,7 +134,8 @@ TEST(Matmul, FastFallsBackWithoutTheIsa) {
 }
 
 // Both int8 kernels (AVX-512, and AVX2 with the AVX-512 kernels switched off) against their
-// integer definition, for every format, with and without an odd last block, any token count.
+// integer definition, for every format, with and without an odd last block, any token count,
+// with two-part activations (Fast) and one part (Int8).
 // A matrix no int8 kernel takes (group 32; 8-bit codes on AVX2; a CPU without the ISA) runs
 // the f32 kernel, whose definition is the exact product; the kernel name says which ran.
 TEST(Matmul, Int8KernelComputesItsDefinition) {
@@ -156,27 +159,37 @@ TEST(Matmul, Int8KernelComputesItsDefinition) {
                                                                    : "f32";
         EXPECT_EQ(kernel_name(o.m, Precision::Fast).substr(0, want_kernel.size()), want_kernel)
             << "bits " << f.spec.bits << " gs " << f.spec.group_size;
+        for (const Precision p : {Precision::Fast, Precision::Int8})
         for (int64_t T : {1, 2, 3, 4, 5, 9}) {
-          const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
+          SCOPED_TRACE(p == Precision::Fast ? "Fast" : "Int8");
+          const Activations a = buf.prepare(x.data(), T, K, K, p);
           ASSERT_EQ(a.q != nullptr, has512 || has2);
+          ASSERT_EQ(a.q2 != nullptr, (has512 || has2) && p == Precision::Fast);
           std::vector<float> y(size_t(T * ldy), -1.0f), ref(size_t(T * ldy));
           MatmulTask task{&o.m, a, y.data(), ldy};
-          matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
+          matmul(std::span<const MatmulTask>(&task, 1), p, pool);
           matmul_reference(o.m, x.data(), T, K, ref.data(), ldy, pool);
           double err2 = 0, ref2 = 0;
           for (int64_t t = 0; t < T; ++t)
             for (int64_t n = 0; n < N; ++n) {
               const double want = want_kernel == "f32"
                                       ? double(ref[size_t(t * ldy + n)])
-                                      : q8_expected(o.m, n, a.q + t * K, a.d + t * (K / 64), a.s + t * (K / 64));
+                                      : q8_expected(o.m, n, a.q + t * K, a.q2 ? a.q2 + t * K : nullptr,
+                                                    a.d + t * (K / 64), a.s + t * (K / 64));
               ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-4 * std::sqrt(double(K)))
                   << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size << " T " << T << " row " << n;
               const double e = double(y[size_t(t * ldy + n)]) - ref[size_t(t * ldy + n)];
               err2 += e * e;
               ref2 += double(ref[size_t(t * ldy + n)]) * ref[size_t(t * ldy + n)];
             }
-          // int8 activations in blocks of 64 cost a few percent at most of the output's magnitude.
-          EXPECT_LT(std::sqrt(err2 / ref2), 0.03) << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size;
+          // One int8 part in blocks of 64 costs a few percent at most of the output's magnitude,
+          // two parts about 1/256 of that.
+          const double rel = std::sqrt(err2 / ref2);
+          const double bar = want_kernel == "f32" ? 1e-5 : p == Precision::Int8 ? 0.03 : 3e-4;
+          EXPECT_LT(rel, bar) << "K " << K << " bits " << f.spec.bits << " gs " << f.spec.group_size;
+          if (want_kernel != "f32" && p == Precision::Int8) {
+            EXPECT_GT(rel, 1e-3) << "K " << K << " bits " << f.spec.bits;  // really one part
+          }
         }
       }
     }
@@ -184,9 +197,9 @@ TEST(Matmul, Int8KernelComputesItsDefinition) {
   set_avx512_kernels_enabled(true);
 }
 
-// The bf16 kernel: sum of bf16(w) * bf16(x) with f32 accumulation, for K with and without a
-// tail of 32, any token count.
-// Where the CPU lacks AVX512-BF16 there is no bf16 form and x is used unrounded.
+// The bf16 kernel: sum of bf16(w) * bf16(x) with f32 accumulation (Int8 precision), or of
+// bf16(w) * (bf16(x) + bf16(x - bf16(x))) (Fast), for K with and without a tail of 32, any token
+// count. Where the CPU lacks AVX512-BF16 there is no bf16 form and x is used unrounded.
 TEST(Matmul, Bf16KernelComputesItsDefinition) {
   ThreadPool pool(2);
   for (int64_t K : {4096, 2816, 720, 50}) {
@@ -195,20 +208,35 @@ TEST(Matmul, Bf16KernelComputesItsDefinition) {
     Owned o = make_matrix(N, K, false, DType::BF16, {}, 44);
     ActivationBuffer buf;
     buf.reserve(9, K);
-    for (int64_t T : {1, 3, 4, 9}) {
-      const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
-      ASSERT_EQ(a.xb != nullptr, bf16_kernel_supported());
-      std::vector<float> y(size_t(T * ldy), -1.0f);
-      MatmulTask task{&o.m, a, y.data(), ldy};
-      matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t n = 0; n < N; ++n) {
-          double want = 0;
-          for (int64_t k = 0; k < K; ++k)
-            want += naive_weight(o.m, n, k) * double(a.xb ? round_bf16(x[size_t(t * K + k)]) : x[size_t(t * K + k)]);
-          ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-5 * std::sqrt(double(K))) << "K " << K << " T " << T << " row " << n;
+    for (const Precision p : {Precision::Fast, Precision::Int8})
+      for (int64_t T : {1, 3, 4, 9}) {
+        const Activations a = buf.prepare(x.data(), T, K, K, p);
+        ASSERT_EQ(a.xb != nullptr, bf16_kernel_supported());
+        ASSERT_EQ(a.xb2 != nullptr, bf16_kernel_supported() && p == Precision::Fast);
+        std::vector<float> y(size_t(T * ldy), -1.0f);
+        MatmulTask task{&o.m, a, y.data(), ldy};
+        matmul(std::span<const MatmulTask>(&task, 1), p, pool);
+        double err2 = 0, ref2 = 0;
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t n = 0; n < N; ++n) {
+            double want = 0, exact = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              const float v = x[size_t(t * K + k)];
+              const float hi = round_bf16(v);
+              const double xv = !a.xb ? v : a.xb2 ? double(hi) + double(round_bf16(v - hi)) : double(hi);
+              want += naive_weight(o.m, n, k) * xv;
+              exact += naive_weight(o.m, n, k) * double(v);
+            }
+            ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-5 * std::sqrt(double(K)))
+                << "K " << K << " T " << T << " row " << n << (p == Precision::Fast ? " Fast" : " Int8");
+            err2 += (want - exact) * (want - exact);
+            ref2 += exact * exact;
+          }
+        // bf16 activations: ~2^-9 relative per value; two parts: ~2^-17
+        if (a.xb) {
+          EXPECT_LT(std::sqrt(err2 / ref2), p == Precision::Fast ? 2e-5 : 4e-3) << "K " << K;
         }
-    }
+      }
   }
 }
 
@@ -233,6 +261,31 @@ TEST(Matmul, Int8ActivationLayout) {
     ASSERT_EQ(q, q2);
     ASSERT_EQ(d, d2);
     ASSERT_EQ(s, s2);
+    // Two parts: the same first part, the residual in q2, d = d1 / 256; SIMD = scalar.
+    std::vector<int8_t> p1(q.size()), p2(q.size()), r1(q.size()), r2(q.size());
+    std::vector<float> pd(d.size()), ps(d.size()), rd(d.size()), rs(d.size());
+    quantize_row_q8(x.data(), K, p1.data(), pd.data(), ps.data(), p2.data());
+    quantize_row_q8_scalar(x.data(), K, r1.data(), rd.data(), rs.data(), r2.data());
+    ASSERT_EQ(p1, r1);
+    ASSERT_EQ(p2, r2);
+    ASSERT_EQ(pd, rd);
+    ASSERT_EQ(ps, rs);
+    ASSERT_EQ(p1, q);
+    for (int64_t b = 0; b < K / 64; ++b) {
+      ASSERT_EQ(pd[size_t(b)], d[size_t(b)] / 256.0f);
+      int32_t sum = 0;
+      for (int i = 0; i < 64; ++i) {
+        const int64_t k = b * 64 + i, at = q8_storage_index(k, K);
+        const float v = x[size_t(k)] * (1.0f / d[size_t(b)]);
+        ASSERT_EQ(p2[size_t(at)], int8_t(std::min(127.0f, std::nearbyint((v - float(p1[size_t(at)])) * 256.0f))))
+            << "K " << K << " k " << k;
+        const int32_t iv = 256 * p1[size_t(at)] + p2[size_t(at)];
+        // the two parts carry x to within half a step of d1 / 256 (plus f32 rounding)
+        ASSERT_NEAR(double(pd[size_t(b)]) * iv, x[size_t(k)], 1.0001 * pd[size_t(b)] + 1e-6 * std::fabs(x[size_t(k)]));
+        sum += iv;
+      }
+      ASSERT_FLOAT_EQ(ps[size_t(b)], pd[size_t(b)] * float(sum));
+    }
     for (int64_t b = 0; b < K / 64; ++b) {
       float amax = 0;
       int32_t sum = 0;
@@ -276,7 +329,7 @@ TEST(Matmul, TaskBatchAndGatherMatchSingleRuns) {
   Owned b = make_matrix(130, K, true, DType::BF16, {5, 64}, 3);
   Owned c = make_matrix(19, K, false, DType::BF16, {}, 4);
   const int32_t idx[3] = {4, 0, 2};
-  for (Precision p : {Precision::Fast, Precision::Exact}) {
+  for (Precision p : {Precision::Fast, Precision::Int8, Precision::Exact}) {
     ActivationBuffer buf;
     buf.reserve(T, K);
     const Activations all = buf.prepare(x.data(), T, K, K, p);

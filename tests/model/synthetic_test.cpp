@@ -137,7 +137,7 @@ TEST(Synthetic, TinyPresetIsTheGoldenTinyShape) {
 }
 
 std::vector<float> logits_of(const std::string& dir, const std::vector<int32_t>& toks) {
-  Model m(dir, {2, 64, /*exact=*/true});
+  Model m(dir, {2, 64, /*exact=*/true, /*int8=*/false});
   auto cache = m.make_cache(int64_t(toks.size()));
   std::vector<float> out(toks.size() * size_t(m.config().vocab_size));
   m.forward(toks, cache, out.data());

@@ -79,7 +79,7 @@ class AwqConvert : public ::testing::Test {
   std::vector<float> logits(const std::string& dir) {
     const auto j = nlohmann::json::parse(test::read_file(test::data_path("gemma4-tiny-a/goldens/tokens.json")));
     const auto toks = j["S1"].get<std::vector<int32_t>>();
-    model::gemma4::Model m(dir, {2, 64, /*exact=*/true});
+    model::gemma4::Model m(dir, {2, 64, /*exact=*/true, /*int8=*/false});
     auto cache = m.make_cache(int64_t(toks.size()));
     std::vector<float> out(toks.size() * 2048);
     m.forward(toks, cache, out.data());

@@ -20,7 +20,8 @@ void ChatArgs::add_to(CLI::App* cmd) {
   cmd->add_option("--seed", seed, "Random seed (same seed, same answer)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--stop", stop, "Stop string (repeatable)");
   cmd->add_option("-t,--threads", threads, "Threads (0: all cores)");
-  cmd->add_flag("--exact", exact, "Exact precision: f32 activations in every matmul (default: int8 into quantized matmuls)");
+  cmd->add_flag("--exact", exact, "Exact precision: f32 activations in every matmul (default: two int8 parts into quantized matmuls)");
+  cmd->add_flag("--int8", int8, "One int8 part per activation (and bf16 into bf16 matmuls): faster prefill, further from exact");
   cmd->add_option("--max-context", max_context, "KV-cache size in tokens")->check(CLI::PositiveNumber);
 }
 
@@ -41,6 +42,7 @@ std::unique_ptr<Session> ChatArgs::open() const {
   LoadOptions lo;
   lo.threads = threads;
   lo.exact = exact;
+  lo.int8 = int8;
   lo.max_context = max_context;
   SessionOptions so;
   so.system = system;

@@ -13,6 +13,7 @@ struct ChatArgs {
   std::string model, system, reasoning_effort;
   int threads = 0;
   bool exact = false;
+  bool int8 = false;
   int64_t max_context = 8192;
   int max_tokens = -1, top_k = -1;
   double temp = -1, top_p = -1, min_p = -1;

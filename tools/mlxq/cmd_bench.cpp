@@ -91,6 +91,7 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
   model::gemma4::ModelOptions mo;
   mo.threads = a.threads;
   mo.exact = a.exact;
+  mo.int8 = a.int8;
   mo.max_chunk = 512;
   model::gemma4::Model model(a.model.empty() ? default_model_path() : a.model, mo);
   const int64_t V = model.config().vocab_size;
@@ -144,7 +145,7 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
     j["size_gb"] = gb;
     j["bytes_per_token_gb"] = per_tok;
     j["threads"] = threads;
-    j["precision"] = a.exact ? "exact" : "fast";
+    j["precision"] = (a.exact ? "exact" : a.int8 ? "int8" : "fast");
     j["bandwidth_gb_per_s"] = bw;
     j["bandwidth_limit_tokens_per_second"] = bw > 0 ? bw / per_tok : 0.0;
     for (const auto& r : rows) {
@@ -168,7 +169,7 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
     }
     if (bw > 0)
       std::printf("\nread bandwidth (%d threads, %.1f GiB buffer, best pass): %.1f GB/s; decode limit %.2f t/s; %s precision\n",
-                  threads, bw_gib, bw, bw / per_tok, a.exact ? "exact" : "fast");
+                  threads, bw_gib, bw, bw / per_tok, (a.exact ? "exact" : a.int8 ? "int8" : "fast"));
   }
   return 0;
 }

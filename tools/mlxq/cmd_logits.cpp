@@ -37,7 +37,7 @@ void register_logits(CLI::App& app) {
   struct Args {
     std::string model, tokens = "2,105,2364", out;
     int64_t chunk = 0, max_context = 0;
-    bool decode = false, exact = false;
+    bool decode = false, exact = false, int8 = false;
     int top = 0, threads = 0;
   };
   auto args = std::make_shared<Args>();
@@ -50,6 +50,7 @@ void register_logits(CLI::App& app) {
   cmd->add_option("--top", args->top, "Print only the top-K (id:logit) of each position")->check(CLI::Range(1, 100));
   cmd->add_option("-t,--threads", args->threads, "Threads (0: all cores)");
   cmd->add_flag("--exact", args->exact, "Exact precision: f32 activations in every matmul");
+  cmd->add_flag("--int8", args->int8, "One int8 part per activation (faster prefill, further from exact)");
   cmd->add_option("--max-context", args->max_context, "KV cache size (default: the sequence length)");
   cmd->callback([args] {
     const std::vector<int32_t> toks = parse_tokens(args->tokens);
@@ -58,6 +59,7 @@ void register_logits(CLI::App& app) {
     model::gemma4::ModelOptions mo;
     mo.threads = args->threads;
     mo.exact = args->exact;
+    mo.int8 = args->int8;
     mo.max_chunk = std::min<int64_t>(chunk, 512);
     model::gemma4::Model model(path, mo);
     const int64_t T = int64_t(toks.size()), V = model.config().vocab_size;

@@ -22,8 +22,11 @@ struct ModelOptions {
   int threads = 0;           // 0: all hardware threads
   int64_t max_chunk = 256;   // tokens per prefill step (the workspace is sized for it)
   // Exact: f32 activations everywhere (the golden-logit path). Fast (default): the inputs of
-  // quantized matmuls are int8 (kernels/matmul.h); the KV cache is f32 in both.
+  // quantized matmuls are two int8 parts, those of bf16 matmuls two bf16 parts. int8: one int8
+  // part and one bf16 part (faster prefill, further from Exact). See kernels/matmul.h; the KV
+  // cache is f32 in all three.
   bool exact = false;
+  bool int8 = false;
 };
 
 class Model {
@@ -35,7 +38,9 @@ class Model {
   const Gemma4Weights& weights() const { return w_; }
   const io::Checkpoint& checkpoint() const { return *ckpt_; }
   ThreadPool& pool() { return *pool_; }
-  kernels::Precision precision() const { return opt_.exact ? kernels::Precision::Exact : kernels::Precision::Fast; }
+  kernels::Precision precision() const {
+    return opt_.exact ? kernels::Precision::Exact : opt_.int8 ? kernels::Precision::Int8 : kernels::Precision::Fast;
+  }
   int64_t max_chunk() const { return opt_.max_chunk; }
 
   KvCache make_cache(int64_t max_context) const { return KvCache(cfg_, max_context, opt_.max_chunk); }
