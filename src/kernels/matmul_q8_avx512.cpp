@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "core/dtype.h"
 #include "kernels/matmul_q8.h"
@@ -359,9 +360,179 @@ void prefetch_params(const Matrix& w, int64_t r, int64_t r1) {
   }
 }
 
+// ---- Token lanes: prefill with at least kLaneTokens tokens ----
+// The block-pair tiles above spend one convert + FMA per 2 blocks of one (row, token): half their
+// issue slots go to scaling, not to VPDPBUSD. Here the 16 lanes are 16 tokens instead: one
+// weight dword (4 codes) is broadcast to every lane and meets dword m of 16 tokens'
+// activations, so an int32 lane sums one whole block of one token and one convert + FMA scales
+// 16 (token, block) sums. The activations of a chunk of up to kLaneChunk tokens are transposed
+// once per call (16 x 16 dword transposes) into a thread-local buffer that stays in L2; the
+// codes come from unpack_rows as before. In the paired order dword m belongs to block
+// 2 * (m / 32) + m % 2, so a pair's even dwords are block A and its odd ones block B.
+constexpr int64_t kLaneTokens = 16, kLaneChunk = 64;
+
+// r[i] holds dwords 0..15 of row i; afterwards r[j] holds dword j of rows 0..15 (lane i = row i).
+void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane: a0 b0 a1 b1 | a2 b2 a3 b3
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // rows i..i+3, dword 4L+k of lane L in u[i+k]
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int k = 0; k < 4; ++k) {  // gather lane L of u[k], u[4+k], u[8+k], u[12+k] -> dword 4L+k
+    const __m512i s0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x44), s1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xEE);
+    const __m512i s2 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x44), s3 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xEE);
+    r[k] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+    r[4 + k] = _mm512_shuffle_i32x4(s0, s2, 0xDD);
+    r[8 + k] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+    r[12 + k] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
+  }
+}
+
+// The int8 activations of tokens [t0, t0 + nt) in lanes: q[m * ntv + v] holds dword m of tokens
+// t0 + 16v .. t0 + 16v + 15 (lanes past nt are 0), d and s the blocks' scales and sums likewise.
+struct alignas(64) Lane64 {
+  int8_t b[64];
+};
+struct Lanes {
+  int64_t ntv = 0;
+  std::vector<Lane64> q, q2;
+  std::vector<float> d, s;  // [nb][ntv][16]
+  void build(const Activations& x, int64_t t0, int64_t nt, int64_t K) {
+    const int64_t nb = K / 64, nd = K / 4;
+    ntv = (nt + 15) / 16;
+    if (q.size() < size_t(nd * ntv)) q.resize(size_t(nd * ntv));
+    if (x.q2 && q2.size() < size_t(nd * ntv)) q2.resize(size_t(nd * ntv));
+    if (d.size() < size_t(nb * ntv * 16)) {
+      d.resize(size_t(nb * ntv * 16));
+      s.resize(d.size());
+    }
+    for (int64_t v = 0; v < ntv; ++v) {
+      const int64_t n = std::min<int64_t>(16, nt - 16 * v);
+      int64_t row[16];
+      for (int64_t i = 0; i < n; ++i) row[i] = x.row(t0 + 16 * v + i);
+      for (const int8_t* src : {x.q, x.q2}) {
+        if (!src) continue;
+        Lane64* dst = src == x.q ? q.data() : q2.data();
+        for (int64_t c = 0; c < nd / 16; ++c) {
+          __m512i r[16];
+          for (int64_t i = 0; i < 16; ++i)
+            r[i] = i < n ? _mm512_loadu_si512(src + row[i] * K + 64 * c) : _mm512_setzero_si512();
+          transpose16(r);
+          for (int j = 0; j < 16; ++j) _mm512_store_si512(dst + (16 * c + j) * ntv + v, r[j]);
+        }
+      }
+      for (int64_t b = 0; b < nb; ++b)
+        for (int64_t i = 0; i < 16; ++i) {
+          d[size_t((b * ntv + v) * 16 + i)] = i < n ? x.d[row[i] * nb + b] : 0.0f;
+          s[size_t((b * ntv + v) * 16 + i)] = i < n ? x.s[row[i] * nb + b] : 0.0f;
+        }
+    }
+  }
+};
+
+// The int32 sums of R rows x NV token vectors over the dwords m = m0, m0 + step, ... (16 of them)
+// of one part (q: [m][ntv] from vector v0), accumulated into ia.
+template <int R, int NV>
+inline void lane_dots(const uint8_t* const* codes, const Lane64* q, int64_t ntv, int64_t v0, int64_t m0,
+                      int64_t step, __m512i (&ia)[R][NV]) {
+  for (int j = 0; j < 16; ++j) {
+    const int64_t m = m0 + step * j;
+    __m512i xv[NV];
+    for (int v = 0; v < NV; ++v) xv[v] = _mm512_load_si512(q + m * ntv + v0 + v);
+    for (int r = 0; r < R; ++r) {
+      int32_t w4;
+      std::memcpy(&w4, codes[r] + 4 * m, 4);
+      const __m512i wv = _mm512_set1_epi32(w4);
+      for (int v = 0; v < NV; ++v) ia[r][v] = _mm512_dpbusd_epi32(ia[r][v], wv, xv[v]);
+    }
+  }
+}
+
+// acc[r][v] += (block b's sums) * scale_w * d + bias_w * s, for the 16 tokens of vector v0 + v.
+template <int R, int NV, bool S>
+inline void lane_block(const uint8_t* const* codes, const Lanes& L, int64_t v0, int64_t m0, int64_t step,
+                       int64_t b, const RowBlocks<R>& rb, __m512 (&acc)[R][NV]) {
+  __m512i ia[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) ia[r][v] = _mm512_setzero_si512();
+  lane_dots<R, NV>(codes, L.q.data(), L.ntv, v0, m0, step, ia);
+  if constexpr (S) {
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) ia[r][v] = _mm512_slli_epi32(ia[r][v], kQ8Shift);
+    lane_dots<R, NV>(codes, L.q2.data(), L.ntv, v0, m0, step, ia);
+  }
+  for (int v = 0; v < NV; ++v) {
+    const __m512 d = _mm512_loadu_ps(&L.d[size_t((b * L.ntv + v0 + v) * 16)]);
+    const __m512 s = _mm512_loadu_ps(&L.s[size_t((b * L.ntv + v0 + v) * 16)]);
+    for (int r = 0; r < R; ++r) {
+      const __m512 cs = _mm512_mul_ps(d, _mm512_set1_ps(rb.s[r][b]));
+      acc[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][v]), cs, acc[r][v]);
+      acc[r][v] = _mm512_fmadd_ps(s, _mm512_set1_ps(rb.b[r][b]), acc[r][v]);
+    }
+  }
+}
+
+// R rows (codes in the paired order) x NV token vectors from v0: out[(r * NV + v) * 16 + lane].
+template <int R, int NV, bool S>
+void lane_tile(const uint8_t* const* codes, int64_t K, const Lanes& L, int64_t v0, const RowBlocks<R>& rb,
+               float* out) {
+  const int64_t nb = K / 64, np = nb / 2;
+  __m512 acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < np; ++p) {
+    lane_block<R, NV, S>(codes, L, v0, 32 * p, 2, 2 * p, rb, acc);          // block A: even dwords
+    lane_block<R, NV, S>(codes, L, v0, 32 * p + 1, 2, 2 * p + 1, rb, acc);  // block B: odd dwords
+  }
+  if (nb % 2) lane_block<R, NV, S>(codes, L, v0, 32 * np, 1, nb - 1, rb, acc);  // unpaired: natural order
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + (r * NV + v) * 16, acc[r][v]);
+}
+
+template <int B, int R, bool S>
+void lane_rows(const Matrix& w, const Lanes& L, int64_t t0, int64_t nt, int64_t r, float* y, int64_t ldy) {
+  RowBlocks<R> rb;
+  for (int i = 0; i < R; ++i)
+    block_params(w, w.scales + size_t(r + i) * w.sb_row_bytes, w.biases + size_t(r + i) * w.sb_row_bytes,
+                 rb.s[i], rb.b[i]);
+  alignas(64) uint8_t codes[R * 64 * kMaxBlocks];
+  unpack_rows<B, R>(w, r, codes);
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = codes + i * w.cols;
+  alignas(64) float out[R * 2 * 16];
+  for (int64_t v = 0; v < L.ntv; v += 2) {
+    const int nv = L.ntv - v >= 2 ? 2 : 1;
+    if (nv == 2) lane_tile<R, 2, S>(rows, w.cols, L, v, rb, out);
+    else lane_tile<R, 1, S>(rows, w.cols, L, v, rb, out);
+    for (int i = 0; i < R; ++i)
+      for (int u = 0; u < nv; ++u)
+        for (int64_t l = 0; l < 16 && 16 * (v + u) + l < nt; ++l)
+          y[(t0 + 16 * (v + u) + l) * ldy + r + i] = out[(i * nv + u) * 16 + l];
+  }
+}
+
+template <int B, bool S>
+void run_lanes(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  thread_local Lanes lanes;
+  for (int64_t t0 = 0; t0 < x.T; t0 += kLaneChunk) {
+    const int64_t nt = std::min(kLaneChunk, x.T - t0);
+    lanes.build(x, t0, nt, w.cols);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) lane_rows<B, 4, S>(w, lanes, t0, nt, r, y, ldy);
+    for (; r < r1; ++r) lane_rows<B, 1, S>(w, lanes, t0, nt, r, y, ldy);
+  }
+}
+
 template <int B, bool S>
 void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   int64_t r = r0;
+  if (x.T >= kLaneTokens) return run_lanes<B, S>(w, x, r0, r1, y, ldy);
   for (int64_t g = 0; g < kParamsAhead; ++g) prefetch_params(w, r0 + 4 * g, r1);
   // Few tokens (decode): one row at a time. A single sequential stream is what the hardware
   // prefetchers follow best (3-bit matvec from DRAM: 15 GB/s per core vs 9 with 4 interleaved

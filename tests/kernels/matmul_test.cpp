@@ -147,9 +147,9 @@ TEST(Matmul, Int8KernelComputesItsDefinition) {
     // K = 1280: 20 blocks (all paired, more than 16); 1344 and 704: an odd last block.
     for (int64_t K : {1280, 1344, 704}) {
       const int64_t N = 37, ldy = N + 1;
-      const std::vector<float> x = random_x(9 * K, 5);
+      const std::vector<float> x = random_x(70 * K, 5);
       ActivationBuffer buf;
-      buf.reserve(9, K);
+      buf.reserve(70, K);
       for (const Fmt& f : all_formats()) {
         if (!f.q || K % f.spec.group_size != 0) continue;
         Owned o = make_matrix(N, K, f.q, f.dt, f.spec, 43);
@@ -160,7 +160,7 @@ TEST(Matmul, Int8KernelComputesItsDefinition) {
         EXPECT_EQ(kernel_name(o.m, Precision::Fast).substr(0, want_kernel.size()), want_kernel)
             << "bits " << f.spec.bits << " gs " << f.spec.group_size;
         for (const Precision p : {Precision::Fast, Precision::Int8})
-        for (int64_t T : {1, 2, 3, 4, 5, 9}) {
+        for (int64_t T : {1, 2, 3, 4, 5, 9, 16, 23, 70}) {  // 16+: token-lane tiles, 70: 2 chunks
           SCOPED_TRACE(p == Precision::Fast ? "Fast" : "Int8");
           const Activations a = buf.prepare(x.data(), T, K, K, p);
           ASSERT_EQ(a.q != nullptr, has512 || has2);
@@ -297,6 +297,36 @@ TEST(Matmul, Int8ActivationLayout) {
         sum += v;
       }
       ASSERT_FLOAT_EQ(s[size_t(b)], d[size_t(b)] * float(sum));
+    }
+  }
+}
+
+// Routed experts read their tokens through an index: the token-lane tiles (16+ tokens) gather
+// them when they transpose the activations. Every output against the definition.
+TEST(Matmul, Int8KernelGathersRowsInTokenLanes) {
+  ThreadPool pool(2);
+  const int64_t K = 1344, N = 21, T = 90, n = 37;
+  const std::vector<float> x = random_x(T * K, 12);
+  std::vector<int32_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[size_t(i)] = int32_t((i * 53 + 7) % T);  // scrambled, distinct
+  for (const Precision p : {Precision::Fast, Precision::Int8}) {
+    ActivationBuffer buf;
+    buf.reserve(T, K);
+    const Activations all = buf.prepare(x.data(), T, K, K, p);
+    if (!all.q) GTEST_SKIP() << "no int8 kernel on this CPU";
+    for (int bits : {3, 4, 5, 8}) {
+      Owned o = make_matrix(N, K, true, DType::BF16, {bits, 64}, 50 + bits);
+      if (kernel_name(o.m, p).rfind("q8-", 0) != 0) continue;
+      std::vector<float> y(size_t(n * N), -1.0f);
+      const MatmulTask task{&o.m, all.rows(idx.data(), n), y.data(), N};
+      matmul(std::span<const MatmulTask>(&task, 1), p, pool);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t r = 0; r < N; ++r) {
+          const int64_t row = idx[size_t(t)];
+          const double want = q8_expected(o.m, r, all.q + row * K, all.q2 ? all.q2 + row * K : nullptr,
+                                          all.d + row * (K / 64), all.s + row * (K / 64));
+          ASSERT_NEAR(y[size_t(t * N + r)], want, 1e-4 * std::sqrt(double(K))) << "bits " << bits << " t " << t << " row " << r;
+        }
     }
   }
 }
