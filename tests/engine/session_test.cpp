@@ -77,7 +77,9 @@ TEST_F(SessionTest, CachedDeltaPrefillEqualsFullPrefill) {
   EXPECT_EQ(r2.cached_tokens, int(after1));  // only the delta was prefilled
   EXPECT_EQ(r2.prompt_tokens, r2.cached_tokens + r2.prefill_tokens);
   EXPECT_LT(r2.prefill_tokens, 30);
-  // The session's logits after the cached turns equal a fresh prefill of the same tokens.
+  // The session's logits after the cached turns equal a fresh prefill of the same tokens (up to
+  // f32 summation order: the fresh prefill runs 16+ tokens through the int8 kernel's token-lane
+  // tiles, the session decoded part of them; observed 3.8e-4, a cache error moves logits by O(1)).
   const std::vector<int32_t> h = s->history();
   model::gemma4::Model fresh(path(), {2, 64});
   auto cache = fresh.make_cache(int64_t(h.size()));
@@ -85,7 +87,7 @@ TEST_F(SessionTest, CachedDeltaPrefillEqualsFullPrefill) {
   fresh.forward(h, cache, logits.data(), false);
   double m = 0;
   for (size_t i = 0; i < logits.size(); ++i) m = std::max(m, double(std::fabs(logits[i] - s->last_logits()[i])));
-  EXPECT_LE(m, 1e-4);
+  EXPECT_LE(m, 5e-3);
   // The history starts with the rendered first prompt and keeps the empty thought channels.
   const auto expect_start = tok().encode(
       "<bos><|turn>system\nYou are a helpful assistant. Be concise.<turn|>\n<|turn>user\nWhat is the capital of "

@@ -128,15 +128,20 @@ INSTANTIATE_TEST_SUITE_P(TinyA, GoldenLogits,
                          });
 
 // Prefill in one chunk, in chunks of 7, and one token at a time, on a sequence (S2, 100 tokens)
-// more than three times the 32-token window: the sliding ring must give the same logits.
+// more than three times the 32-token window: the sliding ring must give the same logits. In
+// Exact precision every chunking sums in the same order (1e-4 is f32 noise); in Fast, matmuls
+// over 16+ tokens use the int8 kernel's token-lane tiles, which scale and sum the same integer
+// block sums in another f32 order than the few-token tiles: observed up to 1.2e-3 on this random
+// model, about what it shows between Fast and Exact, while a cache error moves logits by O(1).
 TEST(ChunkedPrefill, OneChunkSevensAndDecodeAgree) {
+  for (const bool exact : {true, false})
   for (const std::string ckpt : {"hf", "mlx-q"}) {
     const auto toks = golden_tokens("S2");
     const int64_t T = int64_t(toks.size());
     ASSERT_GE(T, 3 * 32);
     std::vector<std::vector<float>> outs;
     for (int64_t chunk : {T, int64_t(7), int64_t(1)}) {
-      Model model(test::data_path("gemma4-tiny-a/" + ckpt), {2, chunk});
+      Model model(test::data_path("gemma4-tiny-a/" + ckpt), {2, chunk, exact, false});
       const int64_t V = model.config().vocab_size;
       auto cache = model.make_cache(T);
       std::vector<float> logits(size_t(T * V));
@@ -147,7 +152,7 @@ TEST(ChunkedPrefill, OneChunkSevensAndDecodeAgree) {
     for (size_t k = 1; k < outs.size(); ++k) {
       double m = 0;
       for (size_t i = 0; i < outs[0].size(); ++i) m = std::max(m, double(std::fabs(outs[0][i] - outs[k][i])));
-      EXPECT_LE(m, 1e-4) << ckpt << " variant " << k;
+      EXPECT_LE(m, exact ? 1e-4 : 5e-3) << ckpt << " variant " << k << (exact ? " exact" : " fast");
     }
   }
 }
