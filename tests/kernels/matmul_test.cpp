@@ -305,28 +305,31 @@ TEST(Matmul, Int8ActivationLayout) {
 // them when they transpose the activations. Every output against the definition.
 TEST(Matmul, Int8KernelGathersRowsInTokenLanes) {
   ThreadPool pool(2);
-  const int64_t K = 1344, N = 21, T = 90, n = 37;
-  const std::vector<float> x = random_x(T * K, 12);
+  const int64_t N = 21, T = 90, n = 37;
   std::vector<int32_t> idx(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) idx[size_t(i)] = int32_t((i * 53 + 7) % T);  // scrambled, distinct
-  for (const Precision p : {Precision::Fast, Precision::Int8}) {
-    ActivationBuffer buf;
-    buf.reserve(T, K);
-    const Activations all = buf.prepare(x.data(), T, K, K, p);
-    if (!all.q) GTEST_SKIP() << "no int8 kernel on this CPU";
-    for (int bits : {3, 4, 5, 8}) {
-      Owned o = make_matrix(N, K, true, DType::BF16, {bits, 64}, 50 + bits);
-      if (kernel_name(o.m, p).rfind("q8-", 0) != 0) continue;
-      std::vector<float> y(size_t(n * N), -1.0f);
-      const MatmulTask task{&o.m, all.rows(idx.data(), n), y.data(), N};
-      matmul(std::span<const MatmulTask>(&task, 1), p, pool);
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t r = 0; r < N; ++r) {
-          const int64_t row = idx[size_t(t)];
-          const double want = q8_expected(o.m, r, all.q + row * K, all.q2 ? all.q2 + row * K : nullptr,
-                                          all.d + row * (K / 64), all.s + row * (K / 64));
-          ASSERT_NEAR(y[size_t(t * N + r)], want, 1e-4 * std::sqrt(double(K))) << "bits " << bits << " t " << t << " row " << r;
-        }
+  for (const int64_t K : {int64_t(64), int64_t(1344)}) {  // one unpaired block; 21 blocks
+    const std::vector<float> x = random_x(T * K, 12);
+    for (const Precision p : {Precision::Fast, Precision::Int8}) {
+      ActivationBuffer buf;
+      buf.reserve(T, K);
+      const Activations all = buf.prepare(x.data(), T, K, K, p);
+      if (!all.q) GTEST_SKIP() << "no int8 kernel on this CPU";
+      for (int bits : {3, 4, 5, 8}) {
+        Owned o = make_matrix(N, K, true, DType::BF16, {bits, 64}, 50 + bits);
+        if (kernel_name(o.m, p).rfind("q8-", 0) != 0) continue;
+        std::vector<float> y(size_t(n * N), -1.0f);
+        const MatmulTask task{&o.m, all.rows(idx.data(), n), y.data(), N};
+        matmul(std::span<const MatmulTask>(&task, 1), p, pool);
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < N; ++r) {
+            const int64_t row = idx[size_t(t)];
+            const double want = q8_expected(o.m, r, all.q + row * K, all.q2 ? all.q2 + row * K : nullptr,
+                                            all.d + row * (K / 64), all.s + row * (K / 64));
+            ASSERT_NEAR(y[size_t(t * N + r)], want, 1e-4 * std::sqrt(double(K)))
+                << "K " << K << " bits " << bits << " t " << t << " row " << r;
+          }
+      }
     }
   }
 }
