@@ -208,8 +208,9 @@ void mul(const float* a, const float* b, int64_t n, float* out) {
 template <int B, int R, int NT, bool kBuf, bool S>
 void tile(const uint8_t* const* w, const int8_t* const* xq, const int8_t* const* xq2, const float* cs,
           int64_t ldc, int64_t nb, float* y) {
-  static const PairUnpacker<B> unpack2;
+  static const PairUnpacker<B> unpack2s;
   static const Unpacker<B> unpack1;
+  const PairUnpacker<B> unpack2 = unpack2s;  // a local copy, so the tables stay in registers
   __m512 acc[R][NT];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
@@ -280,8 +281,9 @@ struct RowBlocks {
 // every token tile would otherwise unpack the same rows again).
 template <int B, int R>
 void unpack_rows(const Matrix& w, int64_t r, uint8_t* codes) {
-  static const PairUnpacker<B> unpack2;
+  static const PairUnpacker<B> unpack2s;
   static const Unpacker<B> unpack1;
+  const PairUnpacker<B> unpack2 = unpack2s;  // a local copy, so the tables stay in registers
   const int64_t nb = w.cols / 64, np = nb / 2;
   for (int i = 0; i < R; ++i) {
     const uint8_t* src = w.data + size_t(r + i) * w.row_bytes;
