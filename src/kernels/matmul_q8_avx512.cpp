@@ -323,8 +323,39 @@ void run_tile(const Matrix& w, const Activations& x, const RowBlocks<R>& rb, int
       y[(t0 + t) * ldy + r + i] = out[i * NT + t] + dot(rb.b[i], x.s + x.row(t0 + t) * nb, nb);
 }
 
+// Decode of one row with bf16 scales and biases, one per block: converts them straight into
+// the combined scales (scale * d) and the bias term (sum of bias * s) in one pass, instead of
+// block_params + mul + dot over stored f32 copies.
+template <int B, bool S>
+void run_row1_bf16(const Matrix& w, const Activations& x, int64_t r, float* y, int64_t ldy) {
+  const int64_t nb = w.cols / 64;
+  const uint8_t* sc = w.scales + size_t(r) * w.sb_row_bytes;
+  const uint8_t* bi = w.biases + size_t(r) * w.sb_row_bytes;
+  const float* d = x.d + x.row(0) * nb;
+  const float* sx = x.s + x.row(0) * nb;
+  alignas(64) float cs[kMaxBlocks];
+  __m512 bias = _mm512_setzero_ps();
+  for (int64_t g = 0; g < nb; g += 16) {
+    const __mmask16 m = nb - g >= 16 ? __mmask16(0xffff) : __mmask16((1u << (nb - g)) - 1);
+    const __m512 s16 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, sc + 2 * g)), 16));
+    const __m512 b16 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, bi + 2 * g)), 16));
+    _mm512_store_ps(cs + g, _mm512_mul_ps(s16, _mm512_maskz_loadu_ps(m, d + g)));
+    bias = _mm512_fmadd_ps(b16, _mm512_maskz_loadu_ps(m, sx + g), bias);
+  }
+  const uint8_t* wrow = w.data + size_t(r) * w.row_bytes;
+  const int8_t* xrow = x.q + x.row(0) * nb * 64;
+  const int8_t* xrow2 = S ? x.q2 + x.row(0) * nb * 64 : nullptr;
+  float out;
+  tile<B, 1, 1, false, S>(&wrow, &xrow, &xrow2, cs, 0, nb, &out);
+  y[r] = out + _mm512_reduce_add_ps(bias);
+  (void)ldy;
+}
+
 template <int B, int R, bool S>
 void run_rows(const Matrix& w, const Activations& x, int64_t r, float* y, int64_t ldy) {
+  if constexpr (R == 1) {
+    if (x.T == 1 && w.dtype == DType::BF16 && w.spec.group_size == 64) return run_row1_bf16<B, S>(w, x, r, y, ldy);
+  }
   RowBlocks<R> rb;
   for (int i = 0; i < R; ++i)
     block_params(w, w.scales + size_t(r + i) * w.sb_row_bytes, w.biases + size_t(r + i) * w.sb_row_bytes,
