@@ -147,6 +147,12 @@ struct PairUnpacker {
   }
 };
 
+// Lanes of the first n of 16 bf16 values at p, as f32 (lanes past n are 0).
+inline __m512 load_bf16x16(__mmask16 m, const uint8_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+
 // Per-64-block scale and bias of one row, as f32 (group_size 64 or 128).
 void block_params(const Matrix& w, const uint8_t* sc, const uint8_t* bi, float* s_out,
                   float* b_out) {
@@ -156,11 +162,9 @@ void block_params(const Matrix& w, const uint8_t* sc, const uint8_t* bi, float* 
     // Whole chunks of 16 with plain stores (s_out and b_out hold kMaxBlocks; lanes past ng get
     // 0): masked stores cost 16% of a hot 3-bit matvec on Zen 4.
     for (int64_t g = 0; g < ng; g += 16) {
-      const __mmask16 m = ng - g >= 16 ? __mmask16(0xffff) : __mmask16((1u << (ng - g)) - 1);
-      const __m512i s16 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, sc + 2 * g));
-      const __m512i b16 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, bi + 2 * g));
-      _mm512_store_ps(s_out + g, _mm512_castsi512_ps(_mm512_slli_epi32(s16, 16)));
-      _mm512_store_ps(b_out + g, _mm512_castsi512_ps(_mm512_slli_epi32(b16, 16)));
+      const __mmask16 m = first_lanes(ng - g);
+      _mm512_store_ps(s_out + g, load_bf16x16(m, sc + 2 * g));
+      _mm512_store_ps(b_out + g, load_bf16x16(m, bi + 2 * g));
     }
     return;
   }
@@ -195,7 +199,7 @@ float dot(const float* a, const float* b, int64_t n) {
 // tile's broadcast loads costs a store-forwarding stall, and masked stores are slow on Zen 4.
 void mul(const float* a, const float* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __mmask16 m = first_lanes(n - i);
     _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
   }
 }
@@ -328,7 +332,7 @@ void run_tile(const Matrix& w, const Activations& x, const RowBlocks<R>& rb, int
 // the combined scales (scale * d) and the bias term (sum of bias * s) in one pass, instead of
 // block_params + mul + dot over stored f32 copies.
 template <int B, bool S>
-void run_row1_bf16(const Matrix& w, const Activations& x, int64_t r, float* y, int64_t ldy) {
+void run_row1_bf16(const Matrix& w, const Activations& x, int64_t r, float* y) {
   const int64_t nb = w.cols / 64;
   const uint8_t* sc = w.scales + size_t(r) * w.sb_row_bytes;
   const uint8_t* bi = w.biases + size_t(r) * w.sb_row_bytes;
@@ -337,25 +341,22 @@ void run_row1_bf16(const Matrix& w, const Activations& x, int64_t r, float* y, i
   alignas(64) float cs[kMaxBlocks];
   __m512 bias = _mm512_setzero_ps();
   for (int64_t g = 0; g < nb; g += 16) {
-    const __mmask16 m = nb - g >= 16 ? __mmask16(0xffff) : __mmask16((1u << (nb - g)) - 1);
-    const __m512 s16 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, sc + 2 * g)), 16));
-    const __m512 b16 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, bi + 2 * g)), 16));
-    _mm512_store_ps(cs + g, _mm512_mul_ps(s16, _mm512_maskz_loadu_ps(m, d + g)));
-    bias = _mm512_fmadd_ps(b16, _mm512_maskz_loadu_ps(m, sx + g), bias);
+    const __mmask16 m = first_lanes(nb - g);
+    _mm512_store_ps(cs + g, _mm512_mul_ps(load_bf16x16(m, sc + 2 * g), _mm512_maskz_loadu_ps(m, d + g)));
+    bias = _mm512_fmadd_ps(load_bf16x16(m, bi + 2 * g), _mm512_maskz_loadu_ps(m, sx + g), bias);
   }
   const uint8_t* wrow = w.data + size_t(r) * w.row_bytes;
   const int8_t* xrow = x.q + x.row(0) * nb * 64;
   const int8_t* xrow2 = S ? x.q2 + x.row(0) * nb * 64 : nullptr;
   float out;
   tile<B, 1, 1, false, S>(&wrow, &xrow, &xrow2, cs, 0, nb, &out);
-  y[r] = out + _mm512_reduce_add_ps(bias);
-  (void)ldy;
+  y[r] = out + _mm512_reduce_add_ps(bias);  // token 0's row of y
 }
 
 template <int B, int R, bool S>
 void run_rows(const Matrix& w, const Activations& x, int64_t r, float* y, int64_t ldy) {
   if constexpr (R == 1) {
-    if (x.T == 1 && w.dtype == DType::BF16 && w.spec.group_size == 64) return run_row1_bf16<B, S>(w, x, r, y, ldy);
+    if (x.T == 1 && w.dtype == DType::BF16 && w.spec.group_size == 64) return run_row1_bf16<B, S>(w, x, r, y);
   }
   RowBlocks<R> rb;
   for (int i = 0; i < R; ++i)
