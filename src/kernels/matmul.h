@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/thread_pool.h"
 #include "kernels/matrix.h"
 
@@ -86,9 +87,11 @@ class ActivationBuffer {
                       std::initializer_list<const Matrix*> consumers = {});
 
  private:
-  std::vector<int8_t> q_, q2_;
-  std::vector<float> d_, s_;
-  std::vector<uint16_t> xb_, xb2_;
+  // 64-byte aligned: the kernels read rows of these with 512-bit loads (K % 64 == 0 keeps every
+  // row aligned), and a load that straddles two cache lines costs two.
+  AlignedVector<int8_t> q_, q2_;
+  AlignedVector<float> d_, s_;
+  AlignedVector<uint16_t> xb_, xb2_;
 };
 
 // Where the int8 value of column k (of a row of K) is stored: blocks 2p and 2p+1 share bytes

@@ -109,6 +109,26 @@ double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const int8_t* q2
   return acc;
 }
 
+// Every form of the activations starts on a cache line, and so does every row of it (K % 64 == 0):
+// the kernels read them with 512-bit loads.
+TEST(Matmul, ActivationRowsAreCacheAligned) {
+  const int64_t K = 192, T = 3;
+  const std::vector<float> x = random_x(T * K, 9);
+  ActivationBuffer buf;
+  buf.reserve(T, K);
+  for (Precision p : {Precision::Fast, Precision::Int8}) {
+    const Activations a = buf.prepare(x.data(), T, K, K, p);
+    for (const void* ptr : {static_cast<const void*>(a.q), static_cast<const void*>(a.q2), static_cast<const void*>(a.xb),
+                            static_cast<const void*>(a.xb2), static_cast<const void*>(a.d)})
+      if (ptr) {
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(ptr) % 64, 0u);
+      }
+    if (a.q) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(a.slice(1, 2).q) % 64, 0u);
+    }
+  }
+}
+
 // Without AVX-512 VNNI/VBMI, Fast precision must fall back to the exact f32 kernel instead.
 TEST(Matmul, FastFallsBackWithoutTheIsa) {
   ThreadPool pool(2);

@@ -27,5 +27,24 @@ TEST(KvCache, RingSizes) {
   EXPECT_EQ(copy.pos(), 3);
 }
 
+// The buffers are 64-byte aligned (the attention kernels read rows with 512-bit loads), stay
+// zero until written, and keep their contents and alignment through clone and move.
+TEST(KvCache, BuffersAreAlignedAndZeroed) {
+  for (size_t n : {size_t(1), size_t(100), size_t(1) << 20}) {
+    FloatBuffer b(n);
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(b.data()) % 64, 0u) << n;
+    EXPECT_EQ(b[0], 0.0f);
+    EXPECT_EQ(b[n - 1], 0.0f);
+    b[n - 1] = 2.5f;
+    FloatBuffer c = b.clone();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(c.data()) % 64, 0u);
+    EXPECT_EQ(c[n - 1], 2.5f);
+    FloatBuffer m = std::move(c);
+    EXPECT_EQ(m[n - 1], 2.5f);
+    EXPECT_EQ(c.data(), nullptr);
+    EXPECT_EQ(c.size(), 0u);
+  }
+}
+
 }  // namespace
 }  // namespace mlxq::model::gemma4

@@ -2,6 +2,7 @@
 #include "model/gemma4/kv_cache.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <new>
 
@@ -9,8 +10,9 @@
 
 namespace mlxq::model::gemma4 {
 
-FloatBuffer::FloatBuffer(size_t n) : p_(static_cast<float*>(std::calloc(n ? n : 1, sizeof(float)))), n_(n) {
+FloatBuffer::FloatBuffer(size_t n) : p_(static_cast<float*>(std::calloc(n + 16, sizeof(float)))), n_(n) {
   if (!p_) throw std::bad_alloc();
+  data_ = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p_.get()) + 63) & ~uintptr_t(63));
 }
 
 FloatBuffer FloatBuffer::clone() const {
