@@ -6,12 +6,14 @@
 //    (mode:4, one-part activations); 1 and 2 threads;
 //  - BM_Matmul64: 64 tokens through one matrix (prefill), in GMAC/s as "items", Fast and Int8;
 //  - BM_VnniPeak: the int8 multiply-add ceiling of one core (x86 with AVX-512 VNNI);
-//  - BM_MatvecHot: one token through a matrix that stays in L2 (the decode kernels' arithmetic).
+//  - BM_MatvecHot: one token through a matrix that stays in L2 (the decode kernels' arithmetic);
+//  - BM_ExpertDownHot: the 8 routed experts' down_proj of one decoded token (short 704-wide rows).
 // Run: build/bench/kernels_bench [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 #include <hwy/targets.h>
 
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -194,6 +196,28 @@ void BM_MatvecHot(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bm.m.bytes()));
 }
 BENCHMARK(BM_MatvecHot)->ArgNames({"bits", "int8"})->ArgsProduct({{3, 4, 5, 8, 16}, {0, 1}});
+
+// The routed experts' down_proj in decode: 8 experts of 2816 x 704 (short rows, 11 blocks), one
+// token each, 4-bit, Fast; the 8 x 1.1 MB of weights stay in L2/L3 between iterations.
+void BM_ExpertDownHot(benchmark::State& state) {
+  const int64_t K = 704, N = 2816, E = 8;
+  std::vector<std::unique_ptr<BenchMatrix>> m;
+  for (int64_t e = 0; e < E; ++e) m.push_back(std::make_unique<BenchMatrix>(N, K, 4));
+  ThreadPool pool(1);
+  std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(E * N));
+  ActivationBuffer buf;
+  buf.reserve(1, K);
+  const Activations a = buf.prepare(x.data(), 1, K, K, Precision::Fast);
+  std::vector<MatmulTask> tasks;
+  size_t bytes = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    tasks.push_back(MatmulTask{&m[size_t(e)]->m, a, y.data() + e * N, N});
+    bytes += m[size_t(e)]->m.bytes();
+  }
+  for (auto _ : state) matmul(std::span<const MatmulTask>(tasks), Precision::Fast, pool);
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
+}
+BENCHMARK(BM_ExpertDownHot);
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -12,7 +12,8 @@
 // Two-part activations (Fast precision, x = d (256 q1 + q2)): each code register meets q1, the
 // int32 sums are shifted left by 8 and then meet q2, so one convert + FMA still scales the pair
 // (a lane sums 8 products per part: below 2^27 for 8-bit codes).
-// Decode runs one row at a time (one memory stream per thread); prefill runs tiles of 4 rows x
+// Decode runs one row at a time (one memory stream per thread; short rows 4 at a time, with the
+// scales converted in the same pass); prefill runs tiles of 4 rows x
 // up to 4 tokens over codes unpacked once per row group.
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 flags the self-initialised "undefined" vectors inside its own AVX-512 headers.
@@ -328,36 +329,39 @@ void run_tile(const Matrix& w, const Activations& x, const RowBlocks<R>& rb, int
       y[(t0 + t) * ldy + r + i] = out[i * NT + t] + dot(rb.b[i], x.s + x.row(t0 + t) * nb, nb);
 }
 
-// Decode of one row with bf16 scales and biases, one per block: converts them straight into
-// the combined scales (scale * d) and the bias term (sum of bias * s) in one pass, instead of
+// Decode of R rows with bf16 scales and biases, one per block: converts them straight into
+// the combined scales (scale * d) and the bias terms (sum of bias * s) in one pass, instead of
 // block_params + mul + dot over stored f32 copies.
-template <int B, bool S>
-void run_row1_bf16(const Matrix& w, const Activations& x, int64_t r, float* y) {
+template <int B, int R, bool S>
+void run_rows_bf16(const Matrix& w, const Activations& x, int64_t r, float* y) {
   const int64_t nb = w.cols / 64;
-  const uint8_t* sc = w.scales + size_t(r) * w.sb_row_bytes;
-  const uint8_t* bi = w.biases + size_t(r) * w.sb_row_bytes;
+  const int64_t ldc = (nb + 15) / 16 * 16;
   const float* d = x.d + x.row(0) * nb;
   const float* sx = x.s + x.row(0) * nb;
-  alignas(64) float cs[kMaxBlocks];
-  __m512 bias = _mm512_setzero_ps();
-  for (int64_t g = 0; g < nb; g += 16) {
-    const __mmask16 m = first_lanes(nb - g);
-    _mm512_store_ps(cs + g, _mm512_mul_ps(load_bf16x16(m, sc + 2 * g), _mm512_maskz_loadu_ps(m, d + g)));
-    bias = _mm512_fmadd_ps(load_bf16x16(m, bi + 2 * g), _mm512_maskz_loadu_ps(m, sx + g), bias);
+  alignas(64) float cs[R * kMaxBlocks];
+  __m512 bias[R];
+  const uint8_t* wrow[R];
+  for (int i = 0; i < R; ++i) {
+    const uint8_t* sc = w.scales + size_t(r + i) * w.sb_row_bytes;
+    const uint8_t* bi = w.biases + size_t(r + i) * w.sb_row_bytes;
+    bias[i] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < nb; g += 16) {
+      const __mmask16 m = first_lanes(nb - g);
+      _mm512_store_ps(cs + i * ldc + g, _mm512_mul_ps(load_bf16x16(m, sc + 2 * g), _mm512_maskz_loadu_ps(m, d + g)));
+      bias[i] = _mm512_fmadd_ps(load_bf16x16(m, bi + 2 * g), _mm512_maskz_loadu_ps(m, sx + g), bias[i]);
+    }
+    wrow[i] = w.data + size_t(r + i) * w.row_bytes;
   }
-  const uint8_t* wrow = w.data + size_t(r) * w.row_bytes;
   const int8_t* xrow = x.q + x.row(0) * nb * 64;
   const int8_t* xrow2 = S ? x.q2 + x.row(0) * nb * 64 : nullptr;
-  float out;
-  tile<B, 1, 1, false, S>(&wrow, &xrow, &xrow2, cs, 0, nb, &out);
-  y[r] = out + _mm512_reduce_add_ps(bias);  // token 0's row of y
+  float out[R];
+  tile<B, R, 1, false, S>(wrow, &xrow, &xrow2, cs, ldc, nb, out);
+  for (int i = 0; i < R; ++i) y[r + i] = out[i] + _mm512_reduce_add_ps(bias[i]);  // token 0's row of y
 }
 
 template <int B, int R, bool S>
 void run_rows(const Matrix& w, const Activations& x, int64_t r, float* y, int64_t ldy) {
-  if constexpr (R == 1) {
-    if (x.T == 1 && w.dtype == DType::BF16 && w.spec.group_size == 64) return run_row1_bf16<B, S>(w, x, r, y);
-  }
+  if (x.T == 1 && w.dtype == DType::BF16 && w.spec.group_size == 64) return run_rows_bf16<B, R, S>(w, x, r, y);
   RowBlocks<R> rb;
   for (int i = 0; i < R; ++i)
     block_params(w, w.scales + size_t(r + i) * w.sb_row_bytes, w.biases + size_t(r + i) * w.sb_row_bytes,
