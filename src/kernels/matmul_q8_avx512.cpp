@@ -13,8 +13,8 @@
 // int32 sums are shifted left by 8 and then meet q2, so one convert + FMA still scales the pair
 // (a lane sums 8 products per part: below 2^27 for 8-bit codes).
 // Decode runs one row at a time (one memory stream per thread; short rows 4 at a time, with the
-// scales converted in the same pass); prefill runs tiles of 4 rows x
-// up to 4 tokens over codes unpacked once per row group.
+// scales converted in the same pass); prefill runs tiles of 4 rows x up to 4 tokens over codes
+// unpacked once per row group.
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 flags the self-initialised "undefined" vectors inside its own AVX-512 headers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
