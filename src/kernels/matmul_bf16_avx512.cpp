@@ -1,15 +1,14 @@
 // The bf16 matmul kernel for dense bf16 weights (Fast and Int8 precision) on AVX512-BF16:
 // VDPBF16PS takes 32 weights and 32 bf16 activations per instruction and accumulates pairs in
-// f32. Compiled with those ISA flags; called only after a CPUID check (matmul.cpp). Rows go one
-// at a time (one sequential stream per thread), tokens in tiles that share each weight load.
+// f32. Compiled with those ISA flags; called only after a CPUID check (matmul.cpp). Decode takes
+// rows in pairs that share each activation load; prefill takes tiles of rows x tokens.
 //
 // Two-part activations (Fast, x ~ xb + xb2): each weight register meets both parts, and the two
 // parts accumulate in separate registers (summed at the end). Decode (one token) runs four
-// chains per part over successive 32-wide steps, so VDPBF16PS's latency does not bound a row
-// (a row alone is one memory stream; two rows side by side would be two, which the prefetchers
-// follow at half the speed). Tiles of several tokens take one chain per (row, token, part), so
-// a token's result does not depend on how many tokens (two or more) share the call. With two
-// parts the tiles are 4 rows x 2 tokens (4 x 4 would need 32 accumulators).
+// chains per part and row over successive 32-wide steps, so VDPBF16PS's latency does not bound a
+// row, and prefetches 16 KB ahead into L2. Tiles of several tokens take one chain per (row,
+// token, part), so a token's result does not depend on how many tokens (two or more) share the
+// call. With two parts the tiles are 4 rows x 2 tokens (4 x 4 would need 32 accumulators).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -46,28 +45,54 @@ struct Tokens {
   }
 };
 
-// One row x NT tokens (decode).
+// Decode's software prefetch: 16 KB ahead into L2 (prefetcht2). Two row streams prefetched into
+// L1 4 KB ahead ran at half the one-row speed from DRAM; into L2 they beat one row.
+constexpr int kDecodePrefetch = 16384;
+
+// R rows x one token (decode), R <= 2: four chains per part and row (hot 4096-wide rows, Fast:
+// 31-37 -> 40-45 GB/s per core), each row summed in the same order whatever R is. Two rows
+// share each activation load: with two-part activations a one-row step is three loads per 64
+// bytes of weights, and loads, not VDPBF16PS, bound it.
+template <int R, bool S>
+void rows_decode(const uint8_t* const* w, const uint16_t* x, const uint16_t* x2, int64_t K, float* out) {
+  __m512 a[R][4], a2[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < 4; ++u) a[r][u] = a2[r][u] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 128 <= K; k += 128) {
+    __m512bh xv[4], xv2[4];
+    for (int u = 0; u < 4; ++u) {
+      xv[u] = (__m512bh)_mm512_loadu_si512(x + k + 32 * u);
+      if constexpr (S) xv2[u] = (__m512bh)_mm512_loadu_si512(x2 + k + 32 * u);
+    }
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < 4; ++u) {
+        _mm_prefetch(reinterpret_cast<const char*>(w[r] + 2 * k + 64 * u + kDecodePrefetch), _MM_HINT_T2);
+        const __m512bh wv = (__m512bh)_mm512_loadu_si512(w[r] + 2 * k + 64 * u);
+        a[r][u] = _mm512_dpbf16_ps(a[r][u], wv, xv[u]);
+        if constexpr (S) a2[r][u] = _mm512_dpbf16_ps(a2[r][u], wv, xv2[u]);
+      }
+  }
+  for (int r = 0; r < R; ++r) {
+    __m512 acc = _mm512_add_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_add_ps(a[r][2], a[r][3]));
+    __m512 acc2 = _mm512_add_ps(_mm512_add_ps(a2[r][0], a2[r][1]), _mm512_add_ps(a2[r][2], a2[r][3]));
+    for (int64_t j = k; j < K; j += 32) {
+      const __mmask32 m = tail_mask(j, K);
+      const __m512bh wv = load_bh(m, w[r] + 2 * j);
+      acc = _mm512_dpbf16_ps(acc, wv, load_bh(m, x + j));
+      if constexpr (S) acc2 = _mm512_dpbf16_ps(acc2, wv, load_bh(m, x2 + j));
+    }
+    out[r] = _mm512_reduce_add_ps(S ? _mm512_add_ps(acc, acc2) : acc);
+  }
+}
+
+// One row x NT tokens, NT >= 2.
 template <int NT, bool S>
 void row_tile(const uint8_t* w, const Tokens<NT, S>& x, int64_t K, float* out) {
+  if constexpr (NT == 1) return rows_decode<1, S>(&w, x.x[0], x.x2[0], K, out);
   __m512 acc[NT], acc2[NT];
   for (int t = 0; t < NT; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
-  int64_t k = 0;
-  if constexpr (NT == 1) {
-    // One token: four chains per part (hot 4096-wide rows, Fast: 31-37 -> 40-45 GB/s per core).
-    __m512 a[4], a2[4];
-    for (int u = 0; u < 4; ++u) a[u] = a2[u] = _mm512_setzero_ps();
-    for (; k + 128 <= K; k += 128) {
-      for (int u = 0; u < 4; ++u) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + 64 * u + kPrefetch), _MM_HINT_T0);
-        const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + 2 * k + 64 * u);
-        a[u] = _mm512_dpbf16_ps(a[u], wv, (__m512bh)_mm512_loadu_si512(x.x[0] + k + 32 * u));
-        if constexpr (S) a2[u] = _mm512_dpbf16_ps(a2[u], wv, (__m512bh)_mm512_loadu_si512(x.x2[0] + k + 32 * u));
-      }
-    }
-    acc[0] = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
-    acc2[0] = _mm512_add_ps(_mm512_add_ps(a2[0], a2[1]), _mm512_add_ps(a2[2], a2[3]));
-  }
-  for (; k < K; k += 32) {
+  for (int64_t k = 0; k < K; k += 32) {
     const __mmask32 m = tail_mask(k, K);
     if (k % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + 2 * k + kPrefetch), _MM_HINT_T0);
     const __m512bh wv = load_bh(m, w + 2 * k);
@@ -215,6 +240,14 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
         case 1: run_rows4<1, S>(w, x, r, t, y, ldy); break;
         default: break;
       }
+    }
+  }
+  if (x.T == 1) {  // decode: rows in pairs (rows_decode), an odd last one alone
+    const uint16_t* xr = x.xb + x.row(0) * w.cols;
+    const uint16_t* xr2 = S ? x.xb2 + x.row(0) * w.cols : nullptr;
+    for (; r + 2 <= r1; r += 2) {
+      const uint8_t* wr[2] = {w.data + size_t(r) * w.row_bytes, w.data + size_t(r + 1) * w.row_bytes};
+      rows_decode<2, S>(wr, xr, xr2, w.cols, y + r);
     }
   }
   for (; r < r1; ++r) {

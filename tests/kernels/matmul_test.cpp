@@ -252,6 +252,14 @@ TEST(Matmul, Bf16KernelComputesItsDefinition) {
             err2 += (want - exact) * (want - exact);
             ref2 += exact * exact;
           }
+        if (T == 1) {  // decode takes rows in pairs: a row alone gives the same bits
+          for (int64_t n = 0; n < N; ++n) {
+            std::vector<float> alone(size_t(N), -1.0f);
+            const MatmulTask one{&o.m, a, alone.data(), ldy};
+            matmul_rows(one, n, n + 1, p);
+            EXPECT_EQ(alone[size_t(n)], y[size_t(n)]) << "K " << K << " row " << n;
+          }
+        }
         // bf16 activations: ~2^-9 relative per value; two parts: ~2^-17
         if (a.xb) {
           EXPECT_LT(std::sqrt(err2 / ref2), p == Precision::Fast ? 2e-5 : 4e-3) << "K " << K;
