@@ -86,7 +86,7 @@ void rows_decode(const uint8_t* const* w, const uint16_t* x, const uint16_t* x2,
   }
 }
 
-// One row x NT tokens, NT >= 2.
+// One row x NT tokens (one token: rows_decode).
 template <int NT, bool S>
 void row_tile(const uint8_t* w, const Tokens<NT, S>& x, int64_t K, float* out) {
   if constexpr (NT == 1) return rows_decode<1, S>(&w, x.x[0], x.x2[0], K, out);

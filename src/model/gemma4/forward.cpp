@@ -20,34 +20,34 @@ using k::MatmulTask;
 
 // Every buffer the forward pass touches, sized once for max_chunk tokens.
 struct Model::Workspace {
-  AlignedVector<float> x;         // [T, H] residual stream (layer input / output)
-  AlignedVector<float> h;         // [T, H] residual after attention
-  AlignedVector<float> a;         // [T, H] normalised input of the current block
-  AlignedVector<float> o;         // [T, H] block output
-  AlignedVector<float> m;         // [T, H] MoE output
-  AlignedVector<float> q;         // [T, nq*D]
-  AlignedVector<float> kr, vr;    // [T, nkv*D] raw k and v projections
-  AlignedVector<float> attn;      // [T, nq*D] attention output
-  AlignedVector<float> gate, up;  // [T, max(I, Ie)]
-  std::vector<float> router;      // [T, E] router logits, then probabilities
-  std::vector<int32_t> top_idx;   // [T, top_k]
-  std::vector<float> top_w;       // [T, top_k]
-  std::vector<int32_t> exp_count; // [E] tokens routed to each expert in this chunk
-  std::vector<int32_t> exp_tok;   // [E, T] which tokens
-  std::vector<float> exp_w;       // [E, T] with which weight
-  std::vector<int32_t> exp_base;  // [E] first row of each routed expert in eg/eu/ye
-  AlignedVector<float> eg, eu;    // [T*K, Ie] expert gate / up (then gelu(gate)*up)
-  AlignedVector<float> ye;        // [T*K, H] expert outputs
-  AlignedVector<float> xe;        // [T, H] gathered expert input (only for the observer)
+  AlignedVector<float> x;           // [T, H] residual stream (layer input / output)
+  AlignedVector<float> h;           // [T, H] residual after attention
+  AlignedVector<float> a;           // [T, H] normalised input of the current block
+  AlignedVector<float> o;           // [T, H] block output
+  AlignedVector<float> m;           // [T, H] MoE output
+  AlignedVector<float> q;           // [T, nq*D]
+  AlignedVector<float> kr, vr;      // [T, nkv*D] raw k and v projections
+  AlignedVector<float> attn;        // [T, nq*D] attention output
+  AlignedVector<float> gate, up;    // [T, max(I, Ie)]
+  std::vector<float> router;        // [T, E] router logits, then probabilities
+  std::vector<int32_t> top_idx;     // [T, top_k]
+  std::vector<float> top_w;         // [T, top_k]
+  std::vector<int32_t> exp_count;   // [E] tokens routed to each expert in this chunk
+  std::vector<int32_t> exp_tok;     // [E, T] which tokens
+  std::vector<float> exp_w;         // [E, T] with which weight
+  std::vector<int32_t> exp_base;    // [E] first row of each routed expert in eg/eu/ye
+  AlignedVector<float> eg, eu;      // [T*K, Ie] expert gate / up (then gelu(gate)*up)
+  AlignedVector<float> ye;          // [T*K, H] expert outputs
+  AlignedVector<float> xe;          // [T, H] gathered expert input (only for the observer)
   std::vector<std::vector<float>> scores;  // per worker: attention scores
   std::vector<std::vector<float>> inv_freq;  // per layer: RoPE inverse frequencies
-  std::vector<int> rope_slot;     // per layer: which table below holds its angles
-  std::vector<int64_t> rope_layer;// per table: a layer that uses it
+  std::vector<int> rope_slot;       // per layer: which table below holds its angles
+  std::vector<int64_t> rope_layer;  // per table: a layer that uses it
   std::vector<std::vector<float>> rope_cos, rope_sin;  // per distinct inv_freq: [T, D/2]
   k::ActivationBuffer act_h;        // int8 form of [T, H] inputs
   k::ActivationBuffer act_wide;     // int8 form of [T, nq*D] attention output
   k::ActivationBuffer act_ff;       // int8 form of [T*K, max(I, Ie)] MLP / expert hidden
-  std::vector<MatmulTask> tasks;  // one job's matmuls (capacity fixed at construction)
+  std::vector<MatmulTask> tasks;    // one job's matmuls (capacity fixed at construction)
   std::vector<k::Matrix> views;     // expert matrices of the current job (same)
 };
 
