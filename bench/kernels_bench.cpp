@@ -19,6 +19,7 @@
 
 #include "core/dtype.h"
 #include "kernels/bandwidth.h"
+#include "kernels/interleaved.h"
 #include "kernels/matmul.h"
 
 namespace {
@@ -61,6 +62,14 @@ struct BenchMatrix {
     m.scales = scales.data();
     m.biases = biases.data();
   }
+  // Adds the 16-row interleaved copy (kernels/interleaved.h), which the int8 kernel then reads.
+  void interleave() {
+    if (m.il || !il16::supported(m, 64 * 256)) return;
+    il.resize(il16::matrix_bytes(m));
+    il16::pack(m, 0, m.rows / 16, il.data());
+    m.il = il.data();
+  }
+  std::vector<uint8_t> il;
 };
 
 void BM_Stream(benchmark::State& state) {
@@ -73,7 +82,8 @@ void BM_Stream(benchmark::State& state) {
 BENCHMARK(BM_Stream)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 // args: bits (16 = bf16), threads, mode (0: Fast, 1: Exact, 2: Exact on the AVX2 target,
-// 3: Fast as an AVX2-only CPU runs it: the AVX2 int8 kernel, AVX-512 kernels off)
+// 3: Fast as an AVX2-only CPU runs it: the AVX2 int8 kernel, AVX-512 kernels off, 4: Int8,
+// 5: Fast over the interleaved copy, 6: Int8 over it)
 void BM_Matvec(benchmark::State& state) {
   const bool avx2_only = state.range(2) == 2 || state.range(2) == 3;
   if (avx2_only && !(hwy::SupportedTargets() & HWY_AVX2)) {
@@ -107,29 +117,34 @@ void BM_Matvec(benchmark::State& state) {
   }
   ThreadPool pool(int(state.range(1)));
   const int mode = int(state.range(2));
-  const Precision p = mode == 1 || mode == 2 ? Precision::Exact : mode == 4 ? Precision::Int8 : Precision::Fast;
+  const Precision p = mode == 1 || mode == 2 ? Precision::Exact : mode == 4 || mode == 6 ? Precision::Int8 : Precision::Fast;
+  if (mode >= 5) bm->interleave();
+  Matrix w = bm->m;
+  if (mode < 5) w.il = nullptr;
   std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(rows));
   ActivationBuffer buf;
   buf.reserve(1, K);
   const Activations a = buf.prepare(x.data(), 1, K, K, p);
-  const MatmulTask t{&bm->m, a, y.data(), rows};
+  const MatmulTask t{&w, a, y.data(), rows};
   for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), p, pool);
-  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bm->m.bytes()));
-  state.SetLabel(kernel_name(bm->m, p));
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.bytes()));
+  state.SetLabel(kernel_name(w, p));
 }
 BENCHMARK(BM_Matvec)
     ->ArgNames({"bits", "threads", "mode"})
     ->ArgsProduct({{3, 4, 5, 8, 16}, {1, 2}, {0, 4}})
+    ->ArgsProduct({{3, 4, 5, 8}, {1, 2}, {5, 6}})
     ->ArgsProduct({{3, 4, 5}, {1, 2}, {1, 2, 3}})
     ->Unit(benchmark::kMillisecond);
 
 // 64 tokens through a 2816 x 2816 matrix; items = multiply-accumulates. int8: 0 Fast (two-part
-// activations), 1 Int8 (one part).
+// activations), 1 Int8 (one part); il: over the interleaved copy.
 void BM_Matmul64(benchmark::State& state) {
   const int bits = int(state.range(0));
   const Precision p = state.range(2) ? Precision::Int8 : Precision::Fast;
   const int64_t K = 2816, N = 2816, T = 64;
   BenchMatrix bm(N, K, bits);
+  if (state.range(3)) bm.interleave();
   ThreadPool pool(int(state.range(1)));
   std::vector<float> x(static_cast<size_t>(T * K), 0.5f), y(static_cast<size_t>(T * N));
   ActivationBuffer buf;
@@ -141,8 +156,9 @@ void BM_Matmul64(benchmark::State& state) {
   state.SetLabel(kernel_name(bm.m, p));
 }
 BENCHMARK(BM_Matmul64)
-    ->ArgNames({"bits", "threads", "int8"})
-    ->ArgsProduct({{3, 4, 5, 16}, {1, 2}, {0, 1}})
+    ->ArgNames({"bits", "threads", "int8", "il"})
+    ->ArgsProduct({{3, 4, 5, 16}, {1, 2}, {0, 1}, {0}})
+    ->ArgsProduct({{3, 4, 5}, {1, 2}, {0, 1}, {1}})
     ->Unit(benchmark::kMillisecond);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -186,6 +202,7 @@ void BM_MatvecHot(benchmark::State& state) {
   const Precision p = state.range(1) ? Precision::Int8 : Precision::Fast;
   const int64_t K = 2816, N = 256;
   BenchMatrix bm(N, K, bits);
+  if (state.range(2)) bm.interleave();
   ThreadPool pool(1);
   std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(N));
   ActivationBuffer buf;
@@ -194,15 +211,22 @@ void BM_MatvecHot(benchmark::State& state) {
   const MatmulTask t{&bm.m, a, y.data(), N};
   for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), p, pool);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bm.m.bytes()));
+  state.SetLabel(kernel_name(bm.m, p));
 }
-BENCHMARK(BM_MatvecHot)->ArgNames({"bits", "int8"})->ArgsProduct({{3, 4, 5, 8, 16}, {0, 1}});
+BENCHMARK(BM_MatvecHot)
+    ->ArgNames({"bits", "int8", "il"})
+    ->ArgsProduct({{3, 4, 5, 8, 16}, {0, 1}, {0}})
+    ->ArgsProduct({{2, 3, 4, 5, 6, 8}, {0, 1}, {1}});
 
 // The routed experts' down_proj in decode: 8 experts of 2816 x 704 (short rows, 11 blocks), one
 // token each, 4-bit, Fast; the 8 x 1.1 MB of weights stay in L2/L3 between iterations.
 void BM_ExpertDownHot(benchmark::State& state) {
   const int64_t K = 704, N = 2816, E = 8;
   std::vector<std::unique_ptr<BenchMatrix>> m;
-  for (int64_t e = 0; e < E; ++e) m.push_back(std::make_unique<BenchMatrix>(N, K, 4));
+  for (int64_t e = 0; e < E; ++e) {
+    m.push_back(std::make_unique<BenchMatrix>(N, K, 4));
+    if (state.range(0)) m.back()->interleave();
+  }
   ThreadPool pool(1);
   std::vector<float> x(static_cast<size_t>(K), 0.5f), y(static_cast<size_t>(E * N));
   ActivationBuffer buf;
@@ -217,7 +241,7 @@ void BM_ExpertDownHot(benchmark::State& state) {
   for (auto _ : state) matmul(std::span<const MatmulTask>(tasks), Precision::Fast, pool);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
 }
-BENCHMARK(BM_ExpertDownHot);
+BENCHMARK(BM_ExpertDownHot)->ArgName("il")->Arg(0)->Arg(1);
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -17,6 +17,9 @@ struct LoadOptions {
   int64_t max_chunk = 256;     // tokens per prefill step
   bool exact = false;          // f32 activations in every matmul (default: two int8 parts into quantized ones)
   bool int8 = false;           // one int8 part (faster prefill, less accurate; ignored with exact)
+  // The interleaved weights file written by `mlxq repack`: "auto" (<model dir>/mlxq-interleaved.bin
+  // when present and matching), "off", or a path.
+  std::string interleaved = "auto";
 };
 
 // Per-turn settings. Unset fields fall back to the session's default config, then to

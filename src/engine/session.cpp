@@ -155,7 +155,8 @@ std::unique_ptr<Session> load_session(const std::string& path, const LoadOptions
     return text::Tokenizer::from_file(tok_path);
   });
   impl->model = std::make_unique<model::gemma4::Model>(
-      path, model::gemma4::ModelOptions{options.threads, options.max_chunk, options.exact, options.int8});
+      path, model::gemma4::ModelOptions{options.threads, options.max_chunk, options.exact, options.int8,
+                                        options.interleaved});
   impl->cache = std::make_unique<model::gemma4::KvCache>(impl->model->make_cache(options.max_context));
   impl->tok = std::make_unique<text::Tokenizer>(tok.get());
   check(impl->tok->vocab_size() <= impl->model->config().vocab_size,

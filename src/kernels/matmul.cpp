@@ -84,13 +84,19 @@ int64_t row_cost(const MatmulTask& t, Precision p) {
 
 constexpr int kPartsPerThread = 8;
 
-// Rows of a task that lie before cost c (rounded to a multiple of 4, the int8 kernel's tile).
-int64_t rows_before(int64_t c, int64_t start, int64_t unit, int64_t rows) {
+// Rows of a task that lie before cost c, rounded to a multiple of `align` (the int8 kernel's
+// tile: 4 rows, or a group of 16 in the interleaved layout).
+int64_t rows_before(int64_t c, int64_t start, int64_t unit, int64_t rows, int64_t align) {
   if (c <= start) return 0;
   if (c >= start + unit * rows) return rows;
   int64_t r = (c - start) / unit;
-  r = (r + 2) / 4 * 4;
+  r = (r + align / 2) / align * align;
   return std::min(r, rows);
+}
+
+// Whether w runs on its interleaved copy (only the AVX-512 int8 kernel reads it).
+bool use_il16(const Matrix& w, const Activations& x, Precision p) {
+  return w.il != nullptr && q8_kernel(w, x, p) == Q8::Avx512 && w.spec.group_size == 64 && w.rows % 16 == 0;
 }
 
 }  // namespace
@@ -120,7 +126,7 @@ std::string kernel_name(const Matrix& w, Precision p) {
   Activations probe;
   probe.q = reinterpret_cast<const int8_t*>(&probe);  // any non-null: "int8 form present"
   switch (w.cols % 64 == 0 ? q8_kernel(w, probe, p) : Q8::None) {
-    case Q8::Avx512: return "q8-avx512";
+    case Q8::Avx512: return use_il16(w, probe, p) ? "il16-avx512" : "q8-avx512";
     case Q8::Avx2: return "q8-avx2";
     default: break;
   }
@@ -215,7 +221,9 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
 void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p) {
   if (r0 >= r1 || t.x.T == 0) return;
   const Q8 q8k = q8_kernel(*t.w, t.x, p);
-  if (q8k == Q8::Avx512) {
+  if (q8k == Q8::Avx512 && use_il16(*t.w, t.x, p)) {
+    q8::matmul_rows_il16_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
+  } else if (q8k == Q8::Avx512) {
     q8::matmul_rows_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else if (q8k == Q8::Avx2) {
     q8::matmul_rows_avx2(*t.w, t.x, r0, r1, t.y, t.ldy);
@@ -260,7 +268,9 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
         const int64_t rows = tasks[i].w->rows;
         if (st[i] >= c1) break;
         if (st[i] + un[i] * rows <= c0) continue;
-        matmul_rows(tasks[i], rows_before(c0, st[i], un[i], rows), rows_before(c1, st[i], un[i], rows), p);
+        const int64_t align = use_il16(*tasks[i].w, tasks[i].x, p) ? 16 : 4;
+        matmul_rows(tasks[i], rows_before(c0, st[i], un[i], rows, align), rows_before(c1, st[i], un[i], rows, align),
+                    p);
       }
     }
   });

@@ -10,10 +10,16 @@ void matmul_rows_avx512(const Matrix&, const Activations&, int64_t, int64_t, flo
 void matmul_rows_avx2(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
   throw Error("the AVX2 int8 kernel is not built for this architecture");
 }
-void quantize_row_avx512(const float*, int64_t, int8_t*, float*, float*) {
+void quantize_row_avx512(const float*, int64_t, int8_t*, float*, float*, int8_t*) {
   throw Error("the AVX-512 int8 kernel is not built for this architecture");
 }
 void matmul_rows_bf16_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
   throw Error("the AVX-512 bf16 kernel is not built for this architecture");
+}
+void lanes_unpacked_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t, Unpack16) {
+  throw Error("the AVX-512 int8 kernel is not built for this architecture");
+}
+void matmul_rows_il16_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
+  throw Error("the AVX-512 int8 kernel is not built for this architecture");
 }
 }  // namespace mlxq::kernels::q8

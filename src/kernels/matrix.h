@@ -22,6 +22,12 @@ struct Matrix {
   const uint8_t* biases = nullptr;
   size_t sb_row_bytes = 0;        // stride between rows of scales/biases
   const std::string* name = nullptr;
+  // The same matrix in the 16-row interleaved layout (kernels/interleaved.h), when a repacked
+  // copy is mapped; the int8 kernel then reads it instead of data/scales/biases.
+  const uint8_t* il = nullptr;
+  // Bytes of one interleaved group of 16 rows: K/64 tiles of 16 x 64 codes plus 16 scales and
+  // 16 biases in bf16.
+  size_t il_group_bytes() const { return size_t(128 * spec.bits + 64) * size_t(cols / 64); }
 
   // Rows [r0, r0+n) as a matrix of their own.
   Matrix row_slice(int64_t r0, int64_t n) const {
@@ -32,6 +38,7 @@ struct Matrix {
       m.scales += size_t(r0) * sb_row_bytes;
       m.biases += size_t(r0) * sb_row_bytes;
     }
+    if (il) m.il = r0 % 16 == 0 && n % 16 == 0 ? il + size_t(r0 / 16) * il_group_bytes() : nullptr;
     return m;
   }
   // Bytes a full pass over the matrix reads (weights + scales + biases).
@@ -47,9 +54,11 @@ struct ExpertStack {
   int64_t n_experts = 0;
   size_t data_stride = 0;    // bytes between experts in `data`
   size_t sb_stride = 0;      // bytes between experts in scales/biases
+  size_t il_stride = 0;      // bytes between experts in the interleaved copy (first.il)
   Matrix expert(int64_t e) const {
     Matrix m = first;
     m.data += size_t(e) * data_stride;
+    if (m.il) m.il += size_t(e) * il_stride;
     if (m.quantized) {
       m.scales += size_t(e) * sb_stride;
       m.biases += size_t(e) * sb_stride;

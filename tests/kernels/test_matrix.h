@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/matmul.h"
 #include "kernels/matrix.h"
 #include "quant/affine.h"
 
@@ -75,6 +76,25 @@ inline double naive_weight(const Matrix& m, int64_t n, int64_t k) {
     return double(s) * quant::code_at(words, k, m.spec.bits) + double(b);
   }
   return quant::load_scalar(m.data + size_t(n) * m.row_bytes, m.dtype, k);
+}
+
+// The value the int8 kernel computes, from its definition: per 64-block, scale * d * sum(q*xq)
+// plus bias * s, in double, where xq is 256 * q + q2 with a second part and q without.
+inline double q8_expected(const Matrix& m, int64_t r, const int8_t* q, const int8_t* q2, const float* d, const float* s) {
+  const auto* words = m.data + size_t(r) * m.row_bytes;
+  double acc = 0;
+  for (int64_t b = 0; b < m.cols / 64; ++b) {
+    const int64_t g = b * 64 / m.spec.group_size;
+    const double sc = quant::load_scalar(m.scales + size_t(r) * m.sb_row_bytes, m.dtype, g);
+    const double bi = quant::load_scalar(m.biases + size_t(r) * m.sb_row_bytes, m.dtype, g);
+    int64_t isum = 0;
+    for (int i = 0; i < 64; ++i) {
+      const int64_t at = q8_storage_index(b * 64 + i, m.cols);
+      isum += int64_t(quant::code_at(words, b * 64 + i, m.spec.bits)) * (q2 ? (q[at] << kQ8Shift) + q2[at] : q[at]);
+    }
+    acc += sc * double(d[b]) * double(isum) + bi * double(s[b]);
+  }
+  return acc;
 }
 
 }  // namespace mlxq::kernels

@@ -23,6 +23,9 @@ void ChatArgs::add_to(CLI::App* cmd) {
   cmd->add_flag("--exact", exact, "Exact precision: f32 activations in every matmul (default: two int8 parts into quantized matmuls)");
   cmd->add_flag("--int8", int8, "One int8 part per activation (and bf16 into bf16 matmuls): faster prefill, further from exact");
   cmd->add_option("--max-context", max_context, "KV-cache size in tokens")->check(CLI::PositiveNumber);
+  cmd->add_option("--interleaved", interleaved,
+                  "Interleaved weights file from `mlxq repack`: auto (<model>/mlxq-interleaved.bin if present), off, or a path")
+      ->capture_default_str();
 }
 
 ChatConfig ChatArgs::config() const {
@@ -43,6 +46,7 @@ std::unique_ptr<Session> ChatArgs::open() const {
   lo.threads = threads;
   lo.exact = exact;
   lo.int8 = int8;
+  lo.interleaved = interleaved;
   lo.max_context = max_context;
   SessionOptions so;
   so.system = system;

@@ -92,6 +92,7 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
   mo.threads = a.threads;
   mo.exact = a.exact;
   mo.int8 = a.int8;
+  mo.interleaved = a.interleaved;
   mo.max_chunk = 512;
   model::gemma4::Model model(a.model.empty() ? default_model_path() : a.model, mo);
   const int64_t V = model.config().vocab_size;
@@ -146,6 +147,7 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
     j["bytes_per_token_gb"] = per_tok;
     j["threads"] = threads;
     j["precision"] = (a.exact ? "exact" : a.int8 ? "int8" : "fast");
+    j["interleaved"] = model.interleaved_path();
     j["bandwidth_gb_per_s"] = bw;
     j["bandwidth_limit_tokens_per_second"] = bw > 0 ? bw / per_tok : 0.0;
     for (const auto& r : rows) {
@@ -170,6 +172,8 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
     if (bw > 0)
       std::printf("\nread bandwidth (%d threads, %.1f GiB buffer, best pass): %.1f GB/s; decode limit %.2f t/s; %s precision\n",
                   threads, bw_gib, bw, bw / per_tok, (a.exact ? "exact" : a.int8 ? "int8" : "fast"));
+    std::printf("weights: %s\n", model.interleaved_path().empty() ? "checkpoint layout"
+                                                                   : ("interleaved, " + model.interleaved_path()).c_str());
   }
   return 0;
 }

@@ -35,7 +35,7 @@ std::vector<int32_t> parse_tokens(const std::string& s) {
 
 void register_logits(CLI::App& app) {
   struct Args {
-    std::string model, tokens = "2,105,2364", out;
+    std::string model, tokens = "2,105,2364", out, interleaved = "auto";
     int64_t chunk = 0, max_context = 0;
     bool decode = false, exact = false, int8 = false;
     int top = 0, threads = 0;
@@ -52,6 +52,8 @@ void register_logits(CLI::App& app) {
   cmd->add_flag("--exact", args->exact, "Exact precision: f32 activations in every matmul");
   cmd->add_flag("--int8", args->int8, "One int8 part per activation (faster prefill, further from exact)");
   cmd->add_option("--max-context", args->max_context, "KV cache size (default: the sequence length)");
+  cmd->add_option("--interleaved", args->interleaved, "Interleaved weights file: auto, off, or a path (see `mlxq repack`)")
+      ->capture_default_str();
   cmd->callback([args] {
     const std::vector<int32_t> toks = parse_tokens(args->tokens);
     const std::string path = args->model.empty() ? default_model_path() : args->model;
@@ -60,6 +62,7 @@ void register_logits(CLI::App& app) {
     mo.threads = args->threads;
     mo.exact = args->exact;
     mo.int8 = args->int8;
+    mo.interleaved = args->interleaved;
     mo.max_chunk = std::min<int64_t>(chunk, 512);
     model::gemma4::Model model(path, mo);
     const int64_t T = int64_t(toks.size()), V = model.config().vocab_size;

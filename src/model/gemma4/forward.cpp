@@ -5,12 +5,15 @@
 // (kernels/matmul.h). Matmuls that share an input run as one parallel job.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <numeric>
 
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/vector_ops.h"
+#include "model/gemma4/interleaved_file.h"
 #include "model/gemma4/model.h"
 
 namespace mlxq::model::gemma4 {
@@ -56,6 +59,7 @@ Model::Model(const std::string& path, ModelOptions opt) : opt_(opt) {
   ckpt_ = std::make_unique<io::Checkpoint>(path);
   cfg_ = load_config(ckpt_->dir().empty() ? "." : ckpt_->dir());
   w_ = bind_weights(*ckpt_, cfg_);
+  attach_interleaved_file();
   pool_ = std::make_unique<ThreadPool>(opt_.threads);
   ws_ = std::make_unique<Workspace>();
 
@@ -105,6 +109,22 @@ Model::Model(const std::string& path, ModelOptions opt) : opt_(opt) {
 }
 
 Model::~Model() = default;
+
+// Only the AVX-512 int8 kernel reads the interleaved layout; Exact never does.
+void Model::attach_interleaved_file() {
+  if (opt_.interleaved == "off" || precision() == k::Precision::Exact || !k::q8_kernel_supported()) return;
+  const bool automatic = opt_.interleaved == "auto";
+  const std::string path = automatic ? default_interleaved_path(*ckpt_) : opt_.interleaved;
+  if (automatic && !std::filesystem::exists(path)) return;
+  try {
+    il_map_ = attach_interleaved(*ckpt_, w_, path);
+    il_path_ = path;
+  } catch (const Error& e) {
+    if (!automatic) throw;
+    std::fprintf(stderr, "mlxq: warning: %s; reading the checkpoint's own layout (run `mlxq repack` to rebuild it)\n",
+                 e.what());
+  }
+}
 
 void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
                     bool all_positions, int64_t chunk) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "kernels/matmul.h"
@@ -27,6 +28,11 @@ struct ModelOptions {
   // cache is f32 in all three.
   bool exact = false;
   bool int8 = false;
+  // The interleaved weights file (interleaved_file.h) for Fast and Int8 on AVX-512 VNNI CPUs:
+  // "auto" uses <checkpoint dir>/mlxq-interleaved.bin when it exists and matches the checkpoint
+  // (otherwise warns and reads the checkpoint's layout), "off" never, anything else is a path
+  // that must exist and match.
+  std::string interleaved = "auto";
 };
 
 class Model {
@@ -42,6 +48,8 @@ class Model {
     return opt_.exact ? kernels::Precision::Exact : opt_.int8 ? kernels::Precision::Int8 : kernels::Precision::Fast;
   }
   int64_t max_chunk() const { return opt_.max_chunk; }
+  // The interleaved weights file in use, or "" when the matmuls read the checkpoint's layout.
+  const std::string& interleaved_path() const { return il_path_; }
 
   KvCache make_cache(int64_t max_context) const { return KvCache(cfg_, max_context, opt_.max_chunk); }
 
@@ -64,6 +72,7 @@ class Model {
 
  private:
   struct Workspace;
+  void attach_interleaved_file();
   void forward_chunk(const int32_t* tokens, int64_t T, KvCache& cache, float* logits, bool all);
   void rope_tables(int64_t T, int64_t p0);
   void decoder_layer(int64_t l, int64_t T, int64_t p0, KvCache& cache);
@@ -76,6 +85,8 @@ class Model {
   std::unique_ptr<io::Checkpoint> ckpt_;
   Gemma4Config cfg_;
   Gemma4Weights w_;
+  std::unique_ptr<MappedFile> il_map_;  // the interleaved copies w_'s matrices point into
+  std::string il_path_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Workspace> ws_;
   MatmulObserver observer_;

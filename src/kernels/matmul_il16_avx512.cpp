@@ -1,0 +1,244 @@
+// The int8 kernel over the 16-row interleaved layout (interleaved.h) on AVX-512 VNNI. Compiled
+// with the AVX-512 flags of matmul_q8_avx512.cpp and called only after the same CPUID check.
+//
+// One 32-bit lane is one row. For a tile (16 rows x one 64-code block) and one token, step m
+// cuts codes 4m..4m+3 of all 16 rows out of the low/high registers (a shift and an AND, plus a
+// shift, AND and VPTERNLOGD merge where the code has a high part) and meets the token's
+// activation dword m with VPDPBUSD, the dword broadcast from memory ({1to16}). A lane ends the
+// block with its row's whole int32 sum, so one convert and one FMA scale 16 rows, and the
+// output is 16 contiguous floats: no horizontal sums. With two activation parts (Fast) each code
+// register meets both, as in the row kernel (matmul_q8_avx512.cpp).
+// Fewer than kLaneTokens tokens run this per token (the group's tiles stay in L1/L2 for the
+// next token); prefill unpacks each group once into the row kernel's code order and runs its
+// token-lane tiles.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/avx512_util.h"
+#include "kernels/interleaved.h"
+#include "kernels/matmul_q8.h"
+
+namespace mlxq::kernels::q8 {
+
+namespace {
+
+using il16::fields;
+
+// Software prefetch distance along a group's stream (2 KB ahead into L1 was the best of 1-16 KB,
+// L1 or L2, in a 3-bit prototype reading from DRAM on one core).
+constexpr int kIlPrefetch = 2048;
+
+// VPDPBUSD with the activation dword broadcast from memory. Written out because g++ 12 emits a
+// separate VPBROADCASTD for _mm512_set1_epi32(*x) (clang folds it).
+inline __m512i dpbusd_bcst(__m512i acc, __m512i w, const int32_t* x) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*x));
+  return acc;
+}
+
+// VPTERNLOGD immediate of (A & C) | B.
+constexpr int kLowOrHigh = [] {
+  int imm = 0;
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 2; ++b)
+      for (int c = 0; c < 2; ++c)
+        if ((a & c) | b) imm |= 1 << (a * 4 + b * 2 + c);
+  return imm;
+}();
+
+// The code registers of one tile, loaded once. The empty asm keeps each in a register: g++
+// would otherwise fold the load into every shift that uses it (16 loads instead of 6 for 3 bits).
+template <int BITS>
+struct TileRegs {
+  static constexpr il16::Fields f = fields(BITS);
+  static constexpr int nL = il16::low_regs(BITS), nH = il16::high_regs(BITS);
+  __m512i L[nL];
+  __m512i H[nH > 0 ? nH : 1];
+  explicit TileRegs(const uint8_t* t) {
+    for (int i = 0; i < nL; ++i) {
+      L[i] = _mm512_loadu_si512(t + 64 * i);
+      asm("" : "+v"(L[i]));
+    }
+    for (int i = 0; i < nH; ++i) {
+      H[i] = _mm512_loadu_si512(t + 64 * (nL + i));
+      asm("" : "+v"(H[i]));
+    }
+  }
+  // Codes 4M..4M+3 of the 16 rows (byte j of lane l: row l's code 4M + j).
+  template <int M>
+  __m512i step(__m512i low_mask, __m512i high_mask) const {
+    constexpr int per_low = 8 / f.low, i = M / per_low, k = M % per_low;
+    const __m512i lo = k ? _mm512_srli_epi32(L[i], f.low * k) : L[i];
+    if constexpr (f.high == 0) {
+      if constexpr (f.low == 8) return lo;
+      return _mm512_and_si512(lo, low_mask);
+    } else {
+      constexpr int per_high = 8 / f.high, h = M / per_high, kh = M % per_high;
+      constexpr int up = f.low - f.high * kh;  // the field's shift to bit `low`
+      __m512i hv = H[h];
+      if constexpr (up > 0) hv = _mm512_slli_epi32(hv, up);
+      if constexpr (up < 0) hv = _mm512_srli_epi32(hv, -up);
+      return _mm512_ternarylogic_epi32(lo, _mm512_and_si512(hv, high_mask), low_mask, kLowOrHigh);
+    }
+  }
+};
+
+template <int BITS>
+struct Masks {
+  __m512i low = _mm512_set1_epi8(char((1 << fields(BITS).low) - 1));
+  __m512i high = _mm512_set1_epi8(char(((1 << fields(BITS).high) - 1) << fields(BITS).low));
+};
+
+// Where activation dword m of a block lies relative to the block's first one (matmul.h,
+// q8_storage_index): blocks of a pair alternate dwords, 8 of each per 64 bytes.
+template <bool Paired>
+constexpr int dword_of(int m) {
+  return Paired ? 16 * (m / 8) + 2 * (m % 8) : m;
+}
+
+#define MLXQ_INLINE __attribute__((always_inline)) inline
+
+// Steps M..15 of a tile: the codes of step M meet activation dword M of each part, into
+// accumulator chain M % 4 of that part.
+template <int BITS, bool Paired, bool S, int M>
+MLXQ_INLINE void tile_steps(const TileRegs<BITS>& regs, const int32_t* x1, const int32_t* x2, const Masks<BITS>& mk,
+                            __m512i (&c1)[4], __m512i (&c2)[4]) {
+  const __m512i w = regs.template step<M>(mk.low, mk.high);
+  c1[M % 4] = dpbusd_bcst(c1[M % 4], w, x1 + dword_of<Paired>(M));
+  if constexpr (S) c2[M % 4] = dpbusd_bcst(c2[M % 4], w, x2 + dword_of<Paired>(M));
+  if constexpr (M < 15) tile_steps<BITS, Paired, S, M + 1>(regs, x1, x2, mk, c1, c2);
+}
+
+// The int32 sums of one tile's 16 rows against one token (x1/x2: the block's first activation
+// dword of each part), 4 accumulator chains per part.
+template <int BITS, bool Paired, bool S>
+MLXQ_INLINE __m512i tile_sums(const uint8_t* t, const int32_t* x1, const int32_t* x2, const Masks<BITS>& mk) {
+  const TileRegs<BITS> regs(t);
+  __m512i c1[4], c2[4];
+  for (int i = 0; i < 4; ++i) c1[i] = c2[i] = _mm512_setzero_si512();
+  tile_steps<BITS, Paired, S, 0>(regs, x1, x2, mk, c1, c2);
+  const __m512i s1 = _mm512_add_epi32(_mm512_add_epi32(c1[0], c1[1]), _mm512_add_epi32(c1[2], c1[3]));
+  if constexpr (!S) return s1;
+  const __m512i s2 = _mm512_add_epi32(_mm512_add_epi32(c2[0], c2[1]), _mm512_add_epi32(c2[2], c2[3]));
+  return _mm512_add_epi32(_mm512_slli_epi32(s1, kQ8Shift), s2);
+}
+
+inline __m512 bf16x16(const uint8_t* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+// One tile of the group against one token, added to acc (scale part) and accb (bias part).
+template <int BITS, bool Paired, bool S>
+MLXQ_INLINE void group_block(const uint8_t* t, const int32_t* x1, const int32_t* x2, float d, float s,
+                             const Masks<BITS>& mk, bool prefetch, __m512& acc, __m512& accb) {
+  constexpr size_t kTile = il16::tile_bytes(BITS), kCodes = il16::code_bytes(BITS);
+  if (prefetch)
+    for (size_t l = 0; l < kTile; l += 64) _mm_prefetch(reinterpret_cast<const char*>(t + kIlPrefetch + l), _MM_HINT_T0);
+  const __m512i isum = tile_sums<BITS, Paired, S>(t, x1, x2, mk);
+  const __m512 cs = _mm512_mul_ps(bf16x16(t + kCodes), _mm512_set1_ps(d));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), cs, acc);
+  accb = _mm512_fmadd_ps(bf16x16(t + kCodes + 32), _mm512_set1_ps(s), accb);
+}
+
+// One row group (its nb tiles at g) against one token: y[0..16) = the 16 rows' outputs.
+template <int BITS, bool S>
+void group_token(const uint8_t* g, int64_t nb, const int8_t* q, const int8_t* q2, const float* d, const float* s,
+                 float* y, bool prefetch) {
+  constexpr size_t kTile = il16::tile_bytes(BITS);
+  const Masks<BITS> mk;
+  const int32_t* x1 = reinterpret_cast<const int32_t*>(q);
+  const int32_t* x2 = S ? reinterpret_cast<const int32_t*>(q2) : x1;
+  __m512 acc = _mm512_setzero_ps(), accb = _mm512_setzero_ps();
+  const int64_t np = nb / 2;
+  for (int64_t p = 0; p < np; ++p) {
+    const uint8_t* t = g + size_t(2 * p) * kTile;
+    group_block<BITS, true, S>(t, x1 + 32 * p, x2 + 32 * p, d[2 * p], s[2 * p], mk, prefetch, acc, accb);
+    group_block<BITS, true, S>(t + kTile, x1 + 32 * p + 1, x2 + 32 * p + 1, d[2 * p + 1], s[2 * p + 1], mk, prefetch,
+                               acc, accb);
+  }
+  if (nb % 2) {
+    const int64_t b = nb - 1;
+    group_block<BITS, false, S>(g + size_t(b) * kTile, x1 + 16 * b, x2 + 16 * b, d[b], s[b], mk, prefetch, acc, accb);
+  }
+  _mm512_storeu_ps(y, _mm512_add_ps(acc, accb));
+}
+
+template <int BITS, int M>
+MLXQ_INLINE void all_steps(const TileRegs<BITS>& regs, const Masks<BITS>& mk, __m512i (&v)[16]) {
+  v[M] = regs.template step<M>(mk.low, mk.high);
+  if constexpr (M < 15) all_steps<BITS, M + 1>(regs, mk, v);
+}
+
+// Rows [r, r + 16) as codes in the paired order (row i at codes + i * K) and f32 block scales
+// and biases (row i at s + i * kMaxBlocks): what the token-lane tiles take.
+template <int BITS>
+void unpack16(const Matrix& w, int64_t r, uint8_t* codes, float* s, float* b) {
+  constexpr size_t kTile = il16::tile_bytes(BITS), kCodes = il16::code_bytes(BITS);
+  const Masks<BITS> mk;
+  const int64_t K = w.cols, nb = K / 64, paired = nb / 2 * 2;
+  const uint8_t* g = w.il + size_t(r / 16) * w.il_group_bytes();
+  __m512i even[16];
+  for (int64_t blk = 0; blk < nb; ++blk) {
+    const uint8_t* t = g + size_t(blk) * kTile;
+    const TileRegs<BITS> regs(t);
+    __m512i v[16];
+    all_steps<BITS, 0>(regs, mk, v);
+    transpose16(v);  // v[i]: row i's 16 dwords of this block, in order
+    if (blk >= paired) {
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(codes + i * K + 64 * blk, v[i]);
+    } else if (blk % 2 == 0) {
+      for (int i = 0; i < 16; ++i) even[i] = v[i];
+    } else {
+      for (int i = 0; i < 16; ++i) store_pair(even[i], v[i], reinterpret_cast<int8_t*>(codes + i * K + 128 * (blk / 2)));
+    }
+    alignas(64) float sc[16], bi[16];
+    _mm512_store_ps(sc, bf16x16(t + kCodes));
+    _mm512_store_ps(bi, bf16x16(t + kCodes + 32));
+    for (int i = 0; i < 16; ++i) {
+      s[i * kMaxBlocks + blk] = sc[i];
+      b[i * kMaxBlocks + blk] = bi[i];
+    }
+  }
+}
+
+template <int BITS, bool S>
+void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  if (x.T >= kLaneTokens) return lanes_unpacked_avx512(w, x, r0, r1, y, ldy, &unpack16<BITS>);
+  const int64_t K = w.cols, nb = K / 64;
+  const size_t gb = w.il_group_bytes();
+  for (int64_t r = r0; r < r1; r += 16) {
+    const uint8_t* g = w.il + size_t(r / 16) * gb;
+    for (int64_t t = 0; t < x.T; ++t) {
+      const int64_t row = x.row(t);
+      group_token<BITS, S>(g, nb, x.q + row * K, S ? x.q2 + row * K : nullptr, x.d + row * nb, x.s + row * nb,
+                           y + t * ldy + r, t == 0);
+    }
+  }
+}
+
+template <bool S>
+void run_bits(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  switch (w.spec.bits) {
+    case 2: return run<2, S>(w, x, r0, r1, y, ldy);
+    case 3: return run<3, S>(w, x, r0, r1, y, ldy);
+    case 4: return run<4, S>(w, x, r0, r1, y, ldy);
+    case 5: return run<5, S>(w, x, r0, r1, y, ldy);
+    case 6: return run<6, S>(w, x, r0, r1, y, ldy);
+    default: return run<8, S>(w, x, r0, r1, y, ldy);
+  }
+}
+
+}  // namespace
+
+void matmul_rows_il16_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
+                             int64_t ldy) {
+  if (x.q2) return run_bits<true>(w, x, r0, r1, y, ldy);
+  run_bits<false>(w, x, r0, r1, y, ldy);
+}
+
+}  // namespace mlxq::kernels::q8
