@@ -105,7 +105,7 @@ void BM_Matvec(benchmark::State& state) {
   } force(avx2_only);
   const int bits = int(state.range(0));
   const int64_t K = 2816;
-  const int64_t rows = (int64_t(768) << 20) / (K * (bits == 16 ? 16 : bits) / 8);  // ~768 MB of codes
+  const int64_t rows = (int64_t(768) << 20) / (K * (bits == 16 ? 16 : bits) / 8) / 16 * 16;  // ~768 MB of codes
   static std::vector<std::unique_ptr<BenchMatrix>> cache;
   BenchMatrix* bm = nullptr;
   for (auto& c : cache)

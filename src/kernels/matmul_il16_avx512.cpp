@@ -29,9 +29,11 @@ namespace {
 
 using il16::fields;
 
-// Software prefetch distance along a group's stream (2 KB ahead into L1 was the best of 1-16 KB,
-// L1 or L2, in a 3-bit prototype reading from DRAM on one core).
-constexpr int kIlPrefetch = 2048;
+// Software prefetch along a group's stream, 8 KB ahead into L2 (prefetcht1). Measured on Zen 4
+// from DRAM, one core (docs/benchmarks.md): 2 KB into L1 gives the same 3-bit rate but a
+// slower and noisier 5-bit one and 1-thread decode (7.4-7.6 vs 5.9-7.1 t/s); without software
+// prefetch 5-bit falls to 12 GB/s.
+constexpr int kIlPrefetch = 8192;
 
 // VPDPBUSD with the activation dword broadcast from memory. Written out because g++ 12 emits a
 // separate VPBROADCASTD for _mm512_set1_epi32(*x) (clang folds it).
@@ -39,6 +41,8 @@ inline __m512i dpbusd_bcst(__m512i acc, __m512i w, const int32_t* x) {
   asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*x));
   return acc;
 }
+
+#define MLXQ_INLINE __attribute__((always_inline)) inline
 
 // VPTERNLOGD immediate of (A & C) | B.
 constexpr int kLowOrHigh = [] {
@@ -50,27 +54,28 @@ constexpr int kLowOrHigh = [] {
   return imm;
 }();
 
-// The code registers of one tile, loaded once. The empty asm keeps each in a register: g++
-// would otherwise fold the load into every shift that uses it (16 loads instead of 6 for 3 bits).
+// A 512-bit load the compiler cannot repeat or fold into the instructions that use it.
+MLXQ_INLINE __m512i load_once(const uint8_t* p) {
+  __m512i r;
+  asm("vmovdqu64 %1, %0" : "=v"(r) : "m"(*reinterpret_cast<const char(*)[64]>(p)));
+  return r;
+}
+
+// The code registers of one tile, loaded once: g++ would otherwise fold the load into every
+// shift that uses it (16 loads instead of 6 for 3 bits).
 template <int BITS>
 struct TileRegs {
   static constexpr il16::Fields f = fields(BITS);
   static constexpr int nL = il16::low_regs(BITS), nH = il16::high_regs(BITS);
   __m512i L[nL];
   __m512i H[nH > 0 ? nH : 1];
-  explicit TileRegs(const uint8_t* t) {
-    for (int i = 0; i < nL; ++i) {
-      L[i] = _mm512_loadu_si512(t + 64 * i);
-      asm("" : "+v"(L[i]));
-    }
-    for (int i = 0; i < nH; ++i) {
-      H[i] = _mm512_loadu_si512(t + 64 * (nL + i));
-      asm("" : "+v"(H[i]));
-    }
+  MLXQ_INLINE explicit TileRegs(const uint8_t* t) {
+    for (int i = 0; i < nL; ++i) L[i] = load_once(t + 64 * i);
+    for (int i = 0; i < nH; ++i) H[i] = load_once(t + 64 * (nL + i));
   }
   // Codes 4M..4M+3 of the 16 rows (byte j of lane l: row l's code 4M + j).
   template <int M>
-  __m512i step(__m512i low_mask, __m512i high_mask) const {
+  MLXQ_INLINE __m512i step(__m512i low_mask, __m512i high_mask) const {
     constexpr int per_low = 8 / f.low, i = M / per_low, k = M % per_low;
     const __m512i lo = k ? _mm512_srli_epi32(L[i], f.low * k) : L[i];
     if constexpr (f.high == 0) {
@@ -99,8 +104,6 @@ template <bool Paired>
 constexpr int dword_of(int m) {
   return Paired ? 16 * (m / 8) + 2 * (m % 8) : m;
 }
-
-#define MLXQ_INLINE __attribute__((always_inline)) inline
 
 // Steps M..15 of a tile: the codes of step M meet activation dword M of each part, into
 // accumulator chain M % 4 of that part.
@@ -138,7 +141,7 @@ MLXQ_INLINE void group_block(const uint8_t* t, const int32_t* x1, const int32_t*
                              const Masks<BITS>& mk, bool prefetch, __m512& acc, __m512& accb) {
   constexpr size_t kTile = il16::tile_bytes(BITS), kCodes = il16::code_bytes(BITS);
   if (prefetch)
-    for (size_t l = 0; l < kTile; l += 64) _mm_prefetch(reinterpret_cast<const char*>(t + kIlPrefetch + l), _MM_HINT_T0);
+    for (size_t l = 0; l < kTile; l += 64) _mm_prefetch(reinterpret_cast<const char*>(t + kIlPrefetch + l), _MM_HINT_T1);
   const __m512i isum = tile_sums<BITS, Paired, S>(t, x1, x2, mk);
   const __m512 cs = _mm512_mul_ps(bf16x16(t + kCodes), _mm512_set1_ps(d));
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), cs, acc);
