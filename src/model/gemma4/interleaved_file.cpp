@@ -61,13 +61,16 @@ void for_each_stack(Gemma4Weights& w, const std::function<void(ExpertStack&)>& f
 bool stored(const ExpertStack& s) { return s.first.name && kernels::il16::supported(s.first, kMaxK); }
 
 // FNV-1a over the first and last 4 KB of [p, p + n); the pages read are dropped from the resident
-// set again (a 2 MB mapping would otherwise count whole).
+// set again (the kernel maps the page cache's 2 MB folios whole, so even a 4 KB read would keep
+// 2 MB resident; dropping part of such a mapping drops all of it). Only whole pages holding bytes
+// of the span are dropped: they lie inside the file's mapping, whereas rounding out to 2 MB could
+// reach a neighbouring anonymous mapping, which MADV_DONTNEED would zero.
 uint64_t fingerprint(uint64_t h, const uint8_t* p, size_t n) {
   const size_t span = std::min<size_t>(4096, n);
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   for (const uint8_t* q : {p, p + n - span}) {
     for (size_t i = 0; i < span; ++i) h = (h ^ q[i]) * 1099511628211ull;
-    const uintptr_t huge = uintptr_t(2) << 20;
-    const uintptr_t b = uintptr_t(q) & ~(huge - 1), e = (uintptr_t(q) + span + huge - 1) & ~(huge - 1);
+    const uintptr_t b = uintptr_t(q) & ~(page - 1), e = (uintptr_t(q) + span + page - 1) & ~(page - 1);
     release_pages(reinterpret_cast<const void*>(b), size_t(e - b));
   }
   return h;
