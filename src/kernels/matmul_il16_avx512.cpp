@@ -171,6 +171,75 @@ void group_token(const uint8_t* g, int64_t nb, const int8_t* q, const int8_t* q2
   _mm512_storeu_ps(y, _mm512_add_ps(acc, accb));
 }
 
+// ---- Several tokens (2-4) per pass over a group: each step's codes meet every token ----
+
+// Steps M..15 for NT tokens, one accumulator chain per (token, part): 2 * NT >= 4 chains.
+template <int BITS, bool Paired, bool S, int NT, int M>
+MLXQ_INLINE void tile_steps_nt(const TileRegs<BITS>& regs, const int32_t* const* x1, const int32_t* const* x2,
+                               const Masks<BITS>& mk, __m512i (&c1)[NT], __m512i (&c2)[NT]) {
+  const __m512i w = regs.template step<M>(mk.low, mk.high);
+  for (int n = 0; n < NT; ++n) {
+    c1[n] = dpbusd_bcst(c1[n], w, x1[n] + dword_of<Paired>(M));
+    if constexpr (S) c2[n] = dpbusd_bcst(c2[n], w, x2[n] + dword_of<Paired>(M));
+  }
+  if constexpr (M < 15) tile_steps_nt<BITS, Paired, S, NT, M + 1>(regs, x1, x2, mk, c1, c2);
+}
+
+// One tile against NT tokens (x1[n]/x2[n]: token n's first activation dword of the block).
+template <int BITS, bool Paired, bool S, int NT>
+MLXQ_INLINE void group_block_nt(const uint8_t* t, const int32_t* const* x1, const int32_t* const* x2,
+                                const float* d, const float* s, const Masks<BITS>& mk, bool prefetch,
+                                __m512 (&acc)[NT], __m512 (&accb)[NT]) {
+  constexpr size_t kTile = il16::tile_bytes(BITS), kCodes = il16::code_bytes(BITS);
+  if (prefetch)
+    for (size_t l = 0; l < kTile; l += 64) _mm_prefetch(reinterpret_cast<const char*>(t + kIlPrefetch + l), _MM_HINT_T1);
+  const TileRegs<BITS> regs(t);
+  __m512i c1[NT], c2[NT];
+  for (int n = 0; n < NT; ++n) c1[n] = c2[n] = _mm512_setzero_si512();
+  tile_steps_nt<BITS, Paired, S, NT, 0>(regs, x1, x2, mk, c1, c2);
+  const __m512 sc = bf16x16(t + kCodes), bi = bf16x16(t + kCodes + 32);
+  for (int n = 0; n < NT; ++n) {
+    const __m512i isum = S ? _mm512_add_epi32(_mm512_slli_epi32(c1[n], kQ8Shift), c2[n]) : c1[n];
+    acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc, _mm512_set1_ps(d[n])), acc[n]);
+    accb[n] = _mm512_fmadd_ps(bi, _mm512_set1_ps(s[n]), accb[n]);
+  }
+}
+
+// One row group against tokens t0..t0+NT-1 of x: y[(t0 + n) * ldy + 0..16).
+template <int BITS, bool S, int NT>
+void group_tokens(const uint8_t* g, const Activations& x, int64_t t0, float* y, int64_t ldy, bool prefetch) {
+  constexpr size_t kTile = il16::tile_bytes(BITS);
+  const Masks<BITS> mk;
+  const int64_t K = x.K, nb = K / 64;
+  const int32_t *q1[NT], *q2[NT], *x1[NT], *x2[NT];
+  const float *dr[NT], *sr[NT];
+  for (int n = 0; n < NT; ++n) {
+    const int64_t row = x.row(t0 + n);
+    q1[n] = reinterpret_cast<const int32_t*>(x.q + row * K);
+    q2[n] = S ? reinterpret_cast<const int32_t*>(x.q2 + row * K) : q1[n];
+    dr[n] = x.d + row * nb;
+    sr[n] = x.s + row * nb;
+  }
+  __m512 acc[NT], accb[NT];
+  for (int n = 0; n < NT; ++n) acc[n] = accb[n] = _mm512_setzero_ps();
+  float d[NT], s[NT];
+  auto block = [&]<bool Paired>(int64_t b, int64_t first_dword) {
+    for (int n = 0; n < NT; ++n) {
+      x1[n] = q1[n] + first_dword;
+      x2[n] = q2[n] + first_dword;
+      d[n] = dr[n][b];
+      s[n] = sr[n][b];
+    }
+    group_block_nt<BITS, Paired, S, NT>(g + size_t(b) * kTile, x1, x2, d, s, mk, prefetch, acc, accb);
+  };
+  for (int64_t p = 0; p < nb / 2; ++p) {
+    block.template operator()<true>(2 * p, 32 * p);
+    block.template operator()<true>(2 * p + 1, 32 * p + 1);
+  }
+  if (nb % 2) block.template operator()<false>(nb - 1, 16 * (nb - 1));
+  for (int n = 0; n < NT; ++n) _mm512_storeu_ps(y + (t0 + n) * ldy, _mm512_add_ps(acc[n], accb[n]));
+}
+
 template <int BITS, int M>
 MLXQ_INLINE void all_steps(const TileRegs<BITS>& regs, const Masks<BITS>& mk, __m512i (&v)[16]) {
   v[M] = regs.template step<M>(mk.low, mk.high);
@@ -216,10 +285,25 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
   const size_t gb = w.il_group_bytes();
   for (int64_t r = r0; r < r1; r += 16) {
     const uint8_t* g = w.il + size_t(r / 16) * gb;
-    for (int64_t t = 0; t < x.T; ++t) {
-      const int64_t row = x.row(t);
+    if (x.T == 1) {
+      const int64_t row = x.row(0);
       group_token<BITS, S>(g, nb, x.q + row * K, S ? x.q2 + row * K : nullptr, x.d + row * nb, x.s + row * nb,
-                           y + t * ldy + r, t == 0);
+                           y + r, true);
+      continue;
+    }
+    // Several tokens: 4 at a time (then 3 or 2), so each step's codes are cut out once per 4.
+    int64_t t = 0;
+    for (; x.T - t >= 4; t += 4) group_tokens<BITS, S, 4>(g, x, t, y + r, ldy, t == 0);
+    switch (x.T - t) {
+      case 3: group_tokens<BITS, S, 3>(g, x, t, y + r, ldy, t == 0); break;
+      case 2: group_tokens<BITS, S, 2>(g, x, t, y + r, ldy, t == 0); break;
+      case 1: {
+        const int64_t row = x.row(t);
+        group_token<BITS, S>(g, nb, x.q + row * K, S ? x.q2 + row * K : nullptr, x.d + row * nb, x.s + row * nb,
+                             y + t * ldy + r, false);
+        break;
+      }
+      default: break;
     }
   }
 }
