@@ -8,9 +8,9 @@
 // block with its row's whole int32 sum, so one convert and one FMA scale 16 rows, and the
 // output is 16 contiguous floats: no horizontal sums. With two activation parts (Fast) each code
 // register meets both, as in the row kernel (matmul_q8_avx512.cpp).
-// Fewer than kLaneTokens tokens run this per token (the group's tiles stay in L1/L2 for the
-// next token); prefill unpacks each group once into the row kernel's code order and runs its
-// token-lane tiles.
+// Several tokens (prefill, routed experts) go through a group 4 at a time, each step's codes cut
+// out once for the 4: that beat unpacking the group into the row kernel's token-lane tiles
+// (pp512 +10-13%; 6 or 8 at a time run out of registers and were slower).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -19,7 +19,6 @@
 
 #include <cstdint>
 
-#include "kernels/avx512_util.h"
 #include "kernels/interleaved.h"
 #include "kernels/matmul_q8.h"
 
@@ -240,47 +239,8 @@ void group_tokens(const uint8_t* g, const Activations& x, int64_t t0, float* y, 
   for (int n = 0; n < NT; ++n) _mm512_storeu_ps(y + (t0 + n) * ldy, _mm512_add_ps(acc[n], accb[n]));
 }
 
-template <int BITS, int M>
-MLXQ_INLINE void all_steps(const TileRegs<BITS>& regs, const Masks<BITS>& mk, __m512i (&v)[16]) {
-  v[M] = regs.template step<M>(mk.low, mk.high);
-  if constexpr (M < 15) all_steps<BITS, M + 1>(regs, mk, v);
-}
-
-// Rows [r, r + 16) as codes in the paired order (row i at codes + i * K) and f32 block scales
-// and biases (row i at s + i * kMaxBlocks): what the token-lane tiles take.
-template <int BITS>
-void unpack16(const Matrix& w, int64_t r, uint8_t* codes, float* s, float* b) {
-  constexpr size_t kTile = il16::tile_bytes(BITS), kCodes = il16::code_bytes(BITS);
-  const Masks<BITS> mk;
-  const int64_t K = w.cols, nb = K / 64, paired = nb / 2 * 2;
-  const uint8_t* g = w.il + size_t(r / 16) * w.il_group_bytes();
-  __m512i even[16];
-  for (int64_t blk = 0; blk < nb; ++blk) {
-    const uint8_t* t = g + size_t(blk) * kTile;
-    const TileRegs<BITS> regs(t);
-    __m512i v[16];
-    all_steps<BITS, 0>(regs, mk, v);
-    transpose16(v);  // v[i]: row i's 16 dwords of this block, in order
-    if (blk >= paired) {
-      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(codes + i * K + 64 * blk, v[i]);
-    } else if (blk % 2 == 0) {
-      for (int i = 0; i < 16; ++i) even[i] = v[i];
-    } else {
-      for (int i = 0; i < 16; ++i) store_pair(even[i], v[i], reinterpret_cast<int8_t*>(codes + i * K + 128 * (blk / 2)));
-    }
-    alignas(64) float sc[16], bi[16];
-    _mm512_store_ps(sc, bf16x16(t + kCodes));
-    _mm512_store_ps(bi, bf16x16(t + kCodes + 32));
-    for (int i = 0; i < 16; ++i) {
-      s[i * kMaxBlocks + blk] = sc[i];
-      b[i * kMaxBlocks + blk] = bi[i];
-    }
-  }
-}
-
 template <int BITS, bool S>
 void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  if (x.T >= kLaneTokens) return lanes_unpacked_avx512(w, x, r0, r1, y, ldy, &unpack16<BITS>);
   const int64_t K = w.cols, nb = K / 64;
   const size_t gb = w.il_group_bytes();
   for (int64_t r = r0; r < r1; r += 16) {

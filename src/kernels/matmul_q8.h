@@ -9,8 +9,6 @@ namespace mlxq::kernels {
 namespace q8 {
 // Longest row the int8 kernel takes: K <= 64 * kMaxBlocks.
 constexpr int64_t kMaxBlocks = 256;
-// Token counts from which prefill runs in token lanes (16 tokens per register).
-constexpr int64_t kLaneTokens = 16;
 // AVX-512 F/BW/VL/VNNI/VBMI int8 kernel (matmul_q8_avx512.cpp). Requires w.quantized,
 // group_size 64 or 128, K % 64 == 0, K <= 64 * kMaxBlocks and the int8 form of x (one part or
 // two).
@@ -20,13 +18,6 @@ void matmul_rows_avx512(const Matrix& w, const Activations& x, int64_t r0, int64
 // for 2- to 6-bit codes.
 void matmul_rows_avx2(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                       int64_t ldy);
-// Rows [r, r + 16) of w from the interleaved copy: codes in the paired order of the activations
-// (row i at codes + i * K) and f32 block scales and biases (row i at s + i * kMaxBlocks, b + i *
-// kMaxBlocks).
-using Unpack16 = void (*)(const Matrix& w, int64_t r, uint8_t* codes, float* s, float* b);
-// Prefill (x.T >= 16) in token lanes over rows [r0, r1) (multiples of 16) delivered by `unpack`.
-void lanes_unpacked_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy,
-                           Unpack16 unpack);
 // The int8 kernel over the 16-row interleaved copy w.il (matmul_il16_avx512.cpp): rows [r0, r1)
 // in whole groups of 16, any token count; the same requirements as matmul_rows_avx512 plus
 // il16::supported(w).

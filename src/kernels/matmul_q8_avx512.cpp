@@ -27,9 +27,7 @@
 #include <cstring>
 #include <vector>
 
-#include "core/aligned.h"
 #include "core/dtype.h"
-#include "kernels/avx512_util.h"
 #include "kernels/matmul_q8.h"
 #include "kernels/matmul.h"
 
@@ -284,12 +282,6 @@ struct RowBlocks {
   alignas(64) float s[R][kMaxBlocks];
   alignas(64) float b[R][kMaxBlocks];
 };
-// Where R rows' f32 block scales and biases are (rows of a RowBlocks, or of an unpacked group).
-template <int R>
-struct RowParams {
-  const float* s[R];
-  const float* b[R];
-};
 
 // Codes of rows r..r+R-1 in the activations' paired order, K bytes per row (for prefill, where
 // every token tile would otherwise unpack the same rows again).
@@ -416,7 +408,30 @@ void prefetch_params(const Matrix& w, int64_t r, int64_t r1) {
 // once per call (16 x 16 dword transposes) into a thread-local buffer that stays in L2; the
 // codes come from unpack_rows as before. In the paired order dword m belongs to block
 // 2 * (m / 32) + m % 2, so a pair's even dwords are block A and its odd ones block B.
-constexpr int64_t kLaneChunk = 64;  // kLaneTokens: matmul_q8.h
+constexpr int64_t kLaneTokens = 16, kLaneChunk = 64;
+
+// r[i] holds dwords 0..15 of row i; afterwards r[j] holds dword j of rows 0..15 (lane i = row i).
+void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane: a0 b0 a1 b1 | a2 b2 a3 b3
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // rows i..i+3, dword 4L+k of lane L in u[i+k]
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int k = 0; k < 4; ++k) {  // gather lane L of u[k], u[4+k], u[8+k], u[12+k] -> dword 4L+k
+    const __m512i s0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x44), s1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xEE);
+    const __m512i s2 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x44), s3 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xEE);
+    r[k] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+    r[4 + k] = _mm512_shuffle_i32x4(s0, s2, 0xDD);
+    r[8 + k] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+    r[12 + k] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
+  }
+}
 
 // The int8 activations of tokens [t0, t0 + nt) in lanes: q[m * ntv + v] holds dword m of tokens
 // t0 + 16v .. t0 + 16v + 15 (lanes past nt are 0), d and s the blocks' scales and sums likewise.
@@ -481,7 +496,7 @@ inline void lane_dots(const uint8_t* const* codes, const Lane64* q, int64_t ntv,
 // acc[r][v] += (block b's sums) * scale_w * d + bias_w * s, for the 16 tokens of vector v0 + v.
 template <int R, int NV, bool S>
 inline void lane_block(const uint8_t* const* codes, const Lanes& L, int64_t v0, int64_t m0, int64_t step,
-                       int64_t b, const RowParams<R>& rb, __m512 (&acc)[R][NV]) {
+                       int64_t b, const RowBlocks<R>& rb, __m512 (&acc)[R][NV]) {
   __m512i ia[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) ia[r][v] = _mm512_setzero_si512();
@@ -504,7 +519,7 @@ inline void lane_block(const uint8_t* const* codes, const Lanes& L, int64_t v0, 
 
 // R rows (codes in the paired order) x NV token vectors from v0: out[(r * NV + v) * 16 + lane].
 template <int R, int NV, bool S>
-void lane_tile(const uint8_t* const* codes, int64_t K, const Lanes& L, int64_t v0, const RowParams<R>& rb,
+void lane_tile(const uint8_t* const* codes, int64_t K, const Lanes& L, int64_t v0, const RowBlocks<R>& rb,
                float* out) {
   const int64_t nb = K / 64, np = nb / 2;
   __m512 acc[R][NV];
@@ -519,66 +534,25 @@ void lane_tile(const uint8_t* const* codes, int64_t K, const Lanes& L, int64_t v
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + (r * NV + v) * 16, acc[r][v]);
 }
 
-// R rows [r, r + R) whose codes (paired order) and f32 block parameters are at rows / rb, against
-// the tokens of L: y[(t0 + t) * ldy + r + i].
-template <int R, bool S>
-void lane_rows_codes(int64_t K, const uint8_t* const* rows, const RowParams<R>& rb, const Lanes& L, int64_t t0,
-                     int64_t nt, int64_t r, float* y, int64_t ldy) {
-  alignas(64) float out[R * 2 * 16];
-  for (int64_t v = 0; v < L.ntv; v += 2) {
-    const int nv = L.ntv - v >= 2 ? 2 : 1;
-    if (nv == 2) lane_tile<R, 2, S>(rows, K, L, v, rb, out);
-    else lane_tile<R, 1, S>(rows, K, L, v, rb, out);
-    for (int i = 0; i < R; ++i)
-      for (int u = 0; u < nv; ++u)
-        for (int64_t l = 0; l < 16 && 16 * (v + u) + l < nt; ++l)
-          y[(t0 + 16 * (v + u) + l) * ldy + r + i] = out[(i * nv + u) * 16 + l];
-  }
-}
-
 template <int B, int R, bool S>
 void lane_rows(const Matrix& w, const Lanes& L, int64_t t0, int64_t nt, int64_t r, float* y, int64_t ldy) {
   RowBlocks<R> rb;
-  RowParams<R> rp;
-  for (int i = 0; i < R; ++i) {
+  for (int i = 0; i < R; ++i)
     block_params(w, w.scales + size_t(r + i) * w.sb_row_bytes, w.biases + size_t(r + i) * w.sb_row_bytes,
                  rb.s[i], rb.b[i]);
-    rp.s[i] = rb.s[i];
-    rp.b[i] = rb.b[i];
-  }
   alignas(64) uint8_t codes[R * 64 * kMaxBlocks];
   unpack_rows<B, R>(w, r, codes);
   const uint8_t* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = codes + i * w.cols;
-  lane_rows_codes<R, S>(w.cols, rows, rp, L, t0, nt, r, y, ldy);
-}
-
-// Token lanes over rows that `unpack` delivers 16 at a time (the interleaved layout).
-template <bool S>
-void run_lanes_unpacked(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy,
-                        Unpack16 unpack) {
-  thread_local Lanes lanes;
-  thread_local AlignedVector<uint8_t> codes;
-  thread_local AlignedVector<float> params;  // [2][16][kMaxBlocks]: scales, then biases
-  const int64_t K = w.cols;
-  codes.resize(size_t(16 * K));
-  params.resize(size_t(2 * 16 * kMaxBlocks));
-  for (int64_t t0 = 0; t0 < x.T; t0 += kLaneChunk) {
-    const int64_t nt = std::min(kLaneChunk, x.T - t0);
-    lanes.build(x, t0, nt, K);
-    for (int64_t r = r0; r < r1; r += 16) {
-      unpack(w, r, codes.data(), params.data(), params.data() + 16 * kMaxBlocks);
-      for (int64_t i = 0; i < 16; i += 4) {
-        const uint8_t* rows[4];
-        RowParams<4> rp;
-        for (int j = 0; j < 4; ++j) {
-          rows[j] = codes.data() + (i + j) * K;
-          rp.s[j] = params.data() + (i + j) * kMaxBlocks;
-          rp.b[j] = params.data() + (16 + i + j) * kMaxBlocks;
-        }
-        lane_rows_codes<4, S>(K, rows, rp, lanes, t0, nt, r + i, y, ldy);
-      }
-    }
+  alignas(64) float out[R * 2 * 16];
+  for (int64_t v = 0; v < L.ntv; v += 2) {
+    const int nv = L.ntv - v >= 2 ? 2 : 1;
+    if (nv == 2) lane_tile<R, 2, S>(rows, w.cols, L, v, rb, out);
+    else lane_tile<R, 1, S>(rows, w.cols, L, v, rb, out);
+    for (int i = 0; i < R; ++i)
+      for (int u = 0; u < nv; ++u)
+        for (int64_t l = 0; l < 16 && 16 * (v + u) + l < nt; ++l)
+          y[(t0 + 16 * (v + u) + l) * ldy + r + i] = out[(i * nv + u) * 16 + l];
   }
 }
 
@@ -614,6 +588,18 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
     if ((r - r0) % 4 == 0) prefetch_params(w, r + 4 * kParamsAhead, r1);
     run_rows<B, 1, S>(w, x, r, y, ldy);
   }
+}
+
+// Paired order (q8_storage_index): dword j of a block goes to dword 16*(j/8) + 2*(j%8) + (b%2)
+// of the pair; written with plain stores once both blocks are in registers (masked stores are
+// slow on Zen 4).
+void store_pair(__m512i even, __m512i odd, int8_t* base) {
+  const __m512i idx_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i idx_hi = _mm512_add_epi32(idx_lo, _mm512_set1_epi32(8));
+  _mm512_storeu_si512(base, _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_permutexvar_epi32(idx_lo, even),
+                                                    _mm512_permutexvar_epi32(idx_lo, odd)));
+  _mm512_storeu_si512(base + 64, _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_permutexvar_epi32(idx_hi, even),
+                                                         _mm512_permutexvar_epi32(idx_hi, odd)));
 }
 
 inline __m512i bytes_of(const __m128i* b) {  // 4 x 16 bytes, natural order
@@ -681,12 +667,6 @@ void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* 
     store_pair(even, codes, q + 128 * (b / 2));
     if (q2) store_pair(even2, codes2, q2 + 128 * (b / 2));
   }
-}
-
-void lanes_unpacked_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy,
-                           Unpack16 unpack) {
-  if (x.q2) return run_lanes_unpacked<true>(w, x, r0, r1, y, ldy, unpack);
-  run_lanes_unpacked<false>(w, x, r0, r1, y, ldy, unpack);
 }
 
 void matmul_rows_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,

@@ -16,9 +16,6 @@ void quantize_row_avx512(const float*, int64_t, int8_t*, float*, float*, int8_t*
 void matmul_rows_bf16_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
   throw Error("the AVX-512 bf16 kernel is not built for this architecture");
 }
-void lanes_unpacked_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t, Unpack16) {
-  throw Error("the AVX-512 int8 kernel is not built for this architecture");
-}
 void matmul_rows_il16_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
   throw Error("the AVX-512 int8 kernel is not built for this architecture");
 }
