@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/npy.h"
+#include "kernels/matmul.h"
 #include "quant/imatrix.h"
 #include "test_util.h"
 
@@ -89,6 +90,42 @@ TEST(Cli, MakeModelThenInspect) {
   EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
   r = run("make-model -q -o " + d / "m" + " --force --seed 4", d.str());
   EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(Cli, RepackThenBenchAndInspectUseIt) {
+  test::TempDir d;
+  Result r = run("make-model -q -o " + d / "m" + " --preset tiny --format mlx --q-bits 3 --seed 5", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run("repack -m " + d / "m" + " -t 2", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string file = d / "m/mlxq-interleaved.bin";
+  EXPECT_NE(r.out.find(file + ": "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tensors interleaved"), std::string::npos) << r.out;
+  ASSERT_TRUE(fs::exists(file));
+  const bool avx512 = kernels::q8_kernel_supported();
+  r = run("bench -m " + d / "m" + " -p 16 -n 4 -r 1 --bandwidth-gib 0 --json", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("interleaved"), avx512 ? file : "") << r.out;
+  r = run("bench -m " + d / "m" + " -p 16 -n 4 -r 1 --bandwidth-gib 0 --json --interleaved off", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("interleaved"), "");
+  r = run("inspect -m " + d / "m", d.str());
+  EXPECT_NE(r.out.find(avx512 ? "interleaved  " + file : "interleaved  none"), std::string::npos) << r.out;
+  // A file that does not belong to the checkpoint: ignored when found, an error when named.
+  test::write_file(file, "MLXQIL16 but nothing else");
+  r = run("bench -m " + d / "m" + " -p 16 -n 4 -r 1 --bandwidth-gib 0 --json", d.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  if (avx512) {
+    EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+  }
+  r = run("bench -m " + d / "m" + " -p 16 -n 4 -r 1 --bandwidth-gib 0 --interleaved " + file, d.str());
+  if (avx512) {
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.err.find(file), std::string::npos) << r.err;
+  }
+  r = run("repack -m " + d / "nowhere", d.str());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("nowhere"), std::string::npos) << r.err;
 }
 
 TEST(Cli, TokenizeAndTemplate) {
