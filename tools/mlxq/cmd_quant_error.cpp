@@ -110,9 +110,11 @@ void kl_report(model::gemma4::Model& mr, model::gemma4::Model& mq, const std::st
 
 // The Fast precision (two-part int8 activations into quantized matmuls), or with int8 the Int8
 // one (one part), against the Exact one, same weights.
-void fast_vs_exact(const std::string& path, const std::string& text, int ctx, int chunks, int threads, bool int8) {
+void fast_vs_exact(const std::string& path, const std::string& text, int ctx, int chunks, int threads, bool int8,
+                   const std::string& interleaved) {
   check(!text.empty(), "quant-error --fast-vs-exact needs --text");
-  model::gemma4::Model exact(path, {threads, 128, true, false}), fast(path, {threads, 128, false, int8});
+  model::gemma4::Model exact(path, {threads, 128, true, false, "off"}),
+      fast(path, {threads, 128, false, int8, interleaved});
   kl_report(exact, fast, path, path, text, ctx, chunks, int8 ? "KL(exact || int8)" : "KL(exact || fast)");
 }
 
@@ -120,7 +122,7 @@ void fast_vs_exact(const std::string& path, const std::string& text, int ctx, in
 
 void register_quant_error(CLI::App& app) {
   struct Args {
-    std::string ref, model, text, imatrix;
+    std::string ref, model, text, imatrix, interleaved = "auto";
     int ctx = 128, chunks = 4, top = 20, threads = 0;
     bool fast_vs_exact = false, int8 = false;
   };
@@ -130,6 +132,9 @@ void register_quant_error(CLI::App& app) {
   cmd->add_flag("--fast-vs-exact", a->fast_vs_exact,
                 "Instead: KL of the model's Fast precision (two-part int8 activations) against its Exact precision (needs --text)");
   cmd->add_flag("--int8", a->int8, "With --fast-vs-exact: the Int8 precision (one int8 part) instead of Fast");
+  cmd->add_option("--interleaved", a->interleaved,
+                  "With --fast-vs-exact: the interleaved weights file of the fast side: auto, off, or a path")
+      ->capture_default_str();
   cmd->add_option("-m,--model", a->model, "Quantized checkpoint")->required();
   cmd->add_option("--text", a->text, "Calibration text for the KL divergence of next-token distributions");
   cmd->add_option("--imatrix", a->imatrix, "Importances that weight the per-tensor error (default: uniform)");
@@ -138,7 +143,8 @@ void register_quant_error(CLI::App& app) {
   cmd->add_option("--top", a->top, "Print the N tensors with the largest error")->check(CLI::NonNegativeNumber);
   cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)");
   cmd->callback([a] {
-    if (a->fast_vs_exact) return fast_vs_exact(a->model, a->text, a->ctx, a->chunks, a->threads, a->int8);
+    if (a->fast_vs_exact)
+      return fast_vs_exact(a->model, a->text, a->ctx, a->chunks, a->threads, a->int8, a->interleaved);
     check(!a->ref.empty(), "quant-error: --ref is required (or --fast-vs-exact)");
     io::Checkpoint ref(a->ref), q(a->model);
     const auto views = reference_views(ref);
