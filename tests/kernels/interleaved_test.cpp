@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -70,50 +71,77 @@ TEST(Interleaved, SupportsOnlyWhatTheKernelTakes) {
   EXPECT_EQ(m.row_slice(8, 16).il, nullptr);
 }
 
+// What the CPU runs for an interleaved matrix: the interleaved kernel with AVX-512 VNNI/VBMI;
+// otherwise the AVX2 int8 kernel (2-6 bits) or the f32 one, both on the checkpoint layout.
+std::string expected_kernel(int bits, bool avx512_on) {
+  if (avx512_on && q8_kernel_supported()) return "il16-avx512";
+  if (q8_avx2_kernel_supported() && bits <= 6) return "q8-avx2";
+  return "f32";
+}
+
+// y[t * ldy + r] against the kernel's definition: the int8 sums (q8_expected) for the int8
+// kernels, the f32 dot product of the weights with x for the f32 one.
+void expect_definition(const Owned& o, const std::string& kernel, const Activations& a, const std::vector<float>& x,
+                       const std::vector<float>& y, int64_t n_tokens, int64_t ldy, const std::string& what) {
+  const int64_t K = o.m.cols, N = o.m.rows;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int64_t row = a.row(t);
+    for (int64_t n = 0; n < N; ++n) {
+      double want = 0;
+      if (kernel == "f32") {
+        for (int64_t k = 0; k < K; ++k) want += naive_weight(o.m, n, k) * double(x[size_t(row * K + k)]);
+      } else {
+        want = q8_expected(o.m, n, a.q + row * K, a.q2 ? a.q2 + row * K : nullptr, a.d + row * (K / 64),
+                           a.s + row * (K / 64));
+      }
+      ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-4 * std::sqrt(double(K)))
+          << what << " kernel " << kernel << " token " << t << " row " << n;
+    }
+    for (int64_t n = N; n < ldy; ++n) ASSERT_EQ(y[size_t(t * ldy + n)], -1.0f) << "wrote past the rows";
+  }
+}
+
 TEST(Interleaved, KernelComputesItsDefinition) {
-  if (!q8_kernel_supported()) GTEST_SKIP() << "no AVX-512 VNNI/VBMI on this CPU";
   ThreadPool pool(2);
-  // 1280: 20 paired blocks; 1344 and 704: an odd last block.
-  for (int64_t K : {1280, 1344, 704}) {
-    const int64_t N = 48, ldy = N + 3;
-    const std::vector<float> x = random_x(70 * K, 5);
-    ActivationBuffer buf;
-    buf.reserve(70, K);
-    for (int bits : {2, 3, 4, 5, 6, 8}) {
-      Owned o = make_matrix(N, K, true, DType::BF16, {bits, 64}, uint32_t(43 + bits));
-      std::vector<uint8_t> il;
-      const Matrix m = with_il(o, il);
-      for (const Precision p : {Precision::Fast, Precision::Int8}) {
-        EXPECT_EQ(kernel_name(m, p), "il16-avx512");
-        EXPECT_EQ(kernel_name(m, Precision::Exact).substr(0, 3), "f32");
-        for (int64_t T : {1, 2, 3, 5, 15, 16, 23, 70}) {  // below 16: per token; 16+: token lanes
-          SCOPED_TRACE(p == Precision::Fast ? "Fast" : "Int8");
-          const Activations a = buf.prepare(x.data(), T, K, K, p);
-          std::vector<float> y(size_t(T * ldy), -1.0f);
-          MatmulTask task{&m, a, y.data(), ldy};
-          matmul(std::span<const MatmulTask>(&task, 1), p, pool);
-          for (int64_t t = 0; t < T; ++t) {
-            for (int64_t n = 0; n < N; ++n) {
-              const double want = q8_expected(o.m, n, a.q + t * K, a.q2 ? a.q2 + t * K : nullptr, a.d + t * (K / 64),
-                                              a.s + t * (K / 64));
-              ASSERT_NEAR(y[size_t(t * ldy + n)], want, 1e-4 * std::sqrt(double(K)))
-                  << "K " << K << " bits " << bits << " T " << T << " token " << t << " row " << n;
-            }
-            for (int64_t n = N; n < ldy; ++n) ASSERT_EQ(y[size_t(t * ldy + n)], -1.0f) << "wrote past the rows";
+  // With the AVX-512 kernels off the copy is ignored: what a CPU without them runs.
+  for (const bool avx512 : {true, false}) {
+    set_avx512_kernels_enabled(avx512);
+    // 1280: 20 paired blocks; 1344 and 704: an odd last block.
+    for (int64_t K : {1280, 1344, 704}) {
+      const int64_t N = 48, ldy = N + 3;
+      const std::vector<float> x = random_x(70 * K, 5);
+      ActivationBuffer buf;
+      buf.reserve(70, K);
+      for (int bits : {2, 3, 4, 5, 6, 8}) {
+        Owned o = make_matrix(N, K, true, DType::BF16, {bits, 64}, uint32_t(43 + bits));
+        std::vector<uint8_t> il;
+        const Matrix m = with_il(o, il);
+        const std::string kernel = expected_kernel(bits, avx512);
+        for (const Precision p : {Precision::Fast, Precision::Int8}) {
+          EXPECT_EQ(kernel_name(m, p).substr(0, kernel.size()), kernel);
+          EXPECT_EQ(kernel_name(m, Precision::Exact).substr(0, 3), "f32");
+          for (int64_t T : {1, 2, 3, 5, 15, 16, 23, 70}) {  // 1: decode; more: 4 tokens per pass
+            const Activations a = buf.prepare(x.data(), T, K, K, p);
+            std::vector<float> y(size_t(T * ldy), -1.0f);
+            MatmulTask task{&m, a, y.data(), ldy};
+            matmul(std::span<const MatmulTask>(&task, 1), p, pool);
+            expect_definition(o, kernel, a, x, y, T, ldy,
+                              std::string(p == Precision::Fast ? "Fast" : "Int8") + " K " + std::to_string(K) +
+                                  " bits " + std::to_string(bits) + " T " + std::to_string(T));
           }
         }
       }
     }
   }
+  set_avx512_kernels_enabled(true);
 }
 
-// Routed experts read their tokens in place (a scrambled index), in both paths.
+// Routed experts read their tokens in place (a scrambled index), one token and many.
 TEST(Interleaved, KernelGathersRows) {
-  if (!q8_kernel_supported()) GTEST_SKIP() << "no AVX-512 VNNI/VBMI on this CPU";
   ThreadPool pool(2);
   const int64_t N = 32, T = 90, K = 704;
   const std::vector<float> x = random_x(T * K, 12);
-  for (const int64_t n : {3, 37}) {
+  for (const int64_t n : {1, 3, 37}) {
     std::vector<int32_t> idx(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) idx[size_t(i)] = int32_t((i * 53 + 7) % T);
     ActivationBuffer buf;
@@ -125,13 +153,7 @@ TEST(Interleaved, KernelGathersRows) {
     std::vector<float> y(size_t(n * N), -1.0f);
     const MatmulTask task{&m, all.rows(idx.data(), n), y.data(), N};
     matmul(std::span<const MatmulTask>(&task, 1), Precision::Fast, pool);
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t r = 0; r < N; ++r) {
-        const int64_t row = idx[size_t(t)];
-        const double want = q8_expected(o.m, r, all.q + row * K, all.q2 + row * K, all.d + row * (K / 64),
-                                        all.s + row * (K / 64));
-        ASSERT_NEAR(y[size_t(t * N + r)], want, 1e-4 * std::sqrt(double(K))) << "n " << n << " t " << t << " row " << r;
-      }
+    expect_definition(o, expected_kernel(3, true), all.rows(idx.data(), n), x, y, n, N, "n " + std::to_string(n));
   }
 }
 

@@ -79,7 +79,7 @@ std::vector<float> logits(const std::string& dir, const std::string& interleaved
 }
 
 TEST(InterleavedFile, HoldsEveryMatrixItCoversAndGivesTheSameLogits) {
-  if (!kernels::q8_kernel_supported()) GTEST_SKIP() << "no AVX-512 VNNI/VBMI on this CPU";
+  const bool vnni = kernels::q8_kernel_supported();  // only the AVX-512 int8 kernel reads the file
   test::TempDir d;
   const std::string dir = make_checkpoint(d);
   const std::string path = repack(dir);
@@ -114,7 +114,9 @@ TEST(InterleavedFile, HoldsEveryMatrixItCoversAndGivesTheSameLogits) {
       ASSERT_NE(s->first.il, nullptr) << *s->first.name;
       check_matrix(s->expert(0));
       check_matrix(s->expert(s->n_experts - 1));
-      EXPECT_EQ(kernels::kernel_name(s->expert(1), kernels::Precision::Fast), "il16-avx512");
+      if (vnni) {
+        EXPECT_EQ(kernels::kernel_name(s->expert(1), kernels::Precision::Fast), "il16-avx512");
+      }
     }
   }
   EXPECT_GT(covered, 10);
@@ -122,7 +124,7 @@ TEST(InterleavedFile, HoldsEveryMatrixItCoversAndGivesTheSameLogits) {
 
   std::string used;
   const auto with = logits(dir, "auto", &used), without = logits(dir, "off");
-  EXPECT_EQ(used, path);
+  EXPECT_EQ(used, vnni ? path : "");
   double maxd = 0, spread = 0;
   for (size_t i = 0; i < with.size(); ++i) {
     maxd = std::max(maxd, double(std::fabs(with[i] - without[i])));
@@ -134,7 +136,7 @@ TEST(InterleavedFile, HoldsEveryMatrixItCoversAndGivesTheSameLogits) {
 }
 
 TEST(InterleavedFile, AStaleTruncatedOrForeignFileIsRefused) {
-  if (!kernels::q8_kernel_supported()) GTEST_SKIP() << "no AVX-512 VNNI/VBMI on this CPU";
+  const bool vnni = kernels::q8_kernel_supported();  // models attach the file only then
   test::TempDir d;
   const std::string dir = make_checkpoint(d);
   const std::string path = repack(dir);
@@ -195,8 +197,10 @@ TEST(InterleavedFile, AStaleTruncatedOrForeignFileIsRefused) {
   std::string used = "?";
   const auto y = logits(dir, "auto", &used);
   EXPECT_EQ(used, "");
-  EXPECT_NE(error_of([&] { logits(dir, path); }).find(path), std::string::npos);
-  EXPECT_NE(error_of([&] { logits(dir, d / "missing.bin"); }).find("missing.bin"), std::string::npos);
+  if (vnni) {
+    EXPECT_NE(error_of([&] { logits(dir, path); }).find(path), std::string::npos);
+    EXPECT_NE(error_of([&] { logits(dir, d / "missing.bin"); }).find("missing.bin"), std::string::npos);
+  }
 }
 
 TEST(InterleavedFile, WriterLeavesNothingBehindOnFailure) {
