@@ -18,14 +18,6 @@
 namespace mlxq::kernels {
 namespace {
 
-std::vector<float> random_x(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
-
 // o.m with an interleaved copy held in `il`.
 Matrix with_il(const Owned& o, std::vector<uint8_t>& il) {
   il.assign(il16::matrix_bytes(o.m), 0xAB);

@@ -34,14 +34,6 @@ std::vector<Fmt> all_formats() {
   return fmts;
 }
 
-std::vector<float> random_x(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
-
 using test::ForceTarget;
 using test::hwy_targets;
 

@@ -17,6 +17,15 @@ struct Owned {  // storage behind a Matrix view
   Matrix m;
 };
 
+// n activations drawn from N(0, 1).
+inline std::vector<float> random_x(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
 inline Owned make_matrix(int64_t rows, int64_t cols, bool quantized, DType dt, quant::Spec spec, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.05f);
