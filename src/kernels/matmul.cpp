@@ -115,6 +115,7 @@ bool q8_avx2_kernel_supported() {
 }
 void set_q8_kernel_enabled(bool on) { g_q8_enabled.store(on); }
 void set_avx512_kernels_enabled(bool on) { g_avx512_enabled.store(on); }
+bool il16_kernel_active() { return q8_kernel_supported() && avx512_on(); }
 void emulate_avx2_cpu() {
   check(q8_avx2_kernel_supported() && (hwy::SupportedTargets() & HWY_AVX2) != 0,
         "MLXQ_CPU=avx2: this CPU (or build) has no AVX2 + FMA");

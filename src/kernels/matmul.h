@@ -145,6 +145,9 @@ void set_q8_kernel_enabled(bool on);
 // runs what an AVX2-only one would (for tests and benchmarks).
 bool q8_avx2_kernel_supported();
 void set_avx512_kernels_enabled(bool on);
+// Whether matrices with an interleaved copy (Matrix::il) will run on it: the AVX-512 int8 kernel
+// is supported and not switched off.
+bool il16_kernel_active();
 // Runs every kernel as on a CPU with AVX2 and nothing newer: the AVX-512 kernels off and
 // Highway restricted to its AVX2 target (what the environment variable MLXQ_CPU=avx2 does in
 // the mlxq tool). Throws when this CPU lacks AVX2.

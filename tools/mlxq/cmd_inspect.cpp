@@ -21,8 +21,8 @@ void register_inspect(CLI::App& app) {
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) n_full += c.is_sliding(l) ? 0 : 1;
     std::printf("checkpoint   %s (%s layout, %zu file(s))\n", ck.dir().c_str(),
                 model.weights().layout == model::gemma4::Layout::HF ? "HF" : "MLX", ck.files().size());
-    std::printf("interleaved  %s\n", model.interleaved_path().empty() ? "none (`mlxq repack` writes one for quantized checkpoints)"
-                                                                       : model.interleaved_path().c_str());
+    const char* none = "none in use (`mlxq repack` writes one; only the AVX-512 int8 kernel reads it)";
+    std::printf("interleaved  %s\n", model.interleaved_path().empty() ? none : model.interleaved_path().c_str());
     std::printf("layers       %lld (%lld sliding, window %lld; %d full)\n", (long long)c.num_hidden_layers,
                 (long long)(c.num_hidden_layers - n_full), (long long)c.sliding_window, n_full);
     std::printf("hidden       %lld, heads %lld, kv heads %lld/%lld, head dim %lld/%lld (sliding/full)\n",

@@ -112,7 +112,7 @@ Model::~Model() = default;
 
 // Only the AVX-512 int8 kernel reads the interleaved layout; Exact never does.
 void Model::attach_interleaved_file() {
-  if (opt_.interleaved == "off" || precision() == k::Precision::Exact || !k::q8_kernel_supported()) return;
+  if (opt_.interleaved == "off" || precision() == k::Precision::Exact || !k::il16_kernel_active()) return;
   const bool automatic = opt_.interleaved == "auto";
   const std::string path = automatic ? default_interleaved_path(*ckpt_) : opt_.interleaved;
   if (automatic && !std::filesystem::exists(path)) return;
