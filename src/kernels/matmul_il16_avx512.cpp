@@ -245,10 +245,14 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
   const size_t gb = w.il_group_bytes();
   for (int64_t r = r0; r < r1; r += 16) {
     const uint8_t* g = w.il + size_t(r / 16) * gb;
-    if (x.T == 1) {
-      const int64_t row = x.row(0);
+    // Token t alone, with four accumulator chains per part (decode, or a last odd token).
+    auto one = [&](int64_t t) {
+      const int64_t row = x.row(t);
       group_token<BITS, S>(g, nb, x.q + row * K, S ? x.q2 + row * K : nullptr, x.d + row * nb, x.s + row * nb,
-                           y + r, true);
+                           y + t * ldy + r, t == 0);
+    };
+    if (x.T == 1) {
+      one(0);
       continue;
     }
     // Several tokens: 4 at a time (then 3 or 2), so each step's codes are cut out once per 4.
@@ -257,12 +261,7 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
     switch (x.T - t) {
       case 3: group_tokens<BITS, S, 3>(g, x, t, y + r, ldy, t == 0); break;
       case 2: group_tokens<BITS, S, 2>(g, x, t, y + r, ldy, t == 0); break;
-      case 1: {
-        const int64_t row = x.row(t);
-        group_token<BITS, S>(g, nb, x.q + row * K, S ? x.q2 + row * K : nullptr, x.d + row * nb, x.s + row * nb,
-                             y + t * ldy + r, false);
-        break;
-      }
+      case 1: one(t); break;
       default: break;
     }
   }
