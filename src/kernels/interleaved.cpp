@@ -11,19 +11,25 @@ namespace mlxq::kernels::il16 {
 
 namespace {
 
-// Byte offset, within a tile, of the low field of (step m, lane l, byte j), and its bit shift;
-// the same for the high part.
-struct Place {
-  size_t byte;
-  int shift;
+// Byte offset, within a tile, of (code register reg, lane l, byte j).
+size_t byte_of(int reg, int l, int j) { return size_t(64 * reg + 4 * l + j); }
+
+// The code bits of step m as runs that land contiguously in one register: bits [lo, lo + n) of
+// the code at bit `shift` of register `reg`'s byte. The packer writes a run at a time.
+struct Run {
+  int reg, shift, lo, n;
 };
-Place low_place(int bits, int m, int l, int j) {
-  const int per = 8 / fields(bits).low;
-  return {size_t(64 * (m / per) + 4 * l + j), fields(bits).low * (m % per)};
-}
-Place high_place(int bits, int m, int l, int j) {
-  const int per = 8 / fields(bits).high;
-  return {size_t(64 * (low_regs(bits) + m / per) + 4 * l + j), fields(bits).high * (m % per)};
+int runs_of(int bits, int m, Run (&out)[8]) {
+  int count = 0;
+  for (int i = 0; i < bits; ++i) {
+    const BitPlace p = bit_place(bits, m, i);
+    Run* last = count ? &out[count - 1] : nullptr;
+    if (last && last->reg == p.reg && last->shift + last->n == p.shift && last->lo + last->n == i)
+      ++last->n;
+    else
+      out[count++] = {p.reg, p.shift, i, 1};
+  }
+  return count;
 }
 
 const uint8_t* tile(const uint8_t* il, int bits, int64_t K, int64_t r, int64_t k) {
@@ -40,9 +46,13 @@ bool supported(const Matrix& w, int64_t max_k) {
 
 void pack(const Matrix& w, int64_t g0, int64_t g1, uint8_t* out) {
   const int bits = w.spec.bits;
-  const Fields f = fields(bits);
   const int64_t K = w.cols, nb = K / 64;
   const size_t tb = tile_bytes(bits), cb = code_bytes(bits);
+  struct StepRuns {
+    Run r[8];
+    int count;
+  } runs[16];
+  for (int m = 0; m < 16; ++m) runs[m].count = runs_of(bits, m, runs[m].r);
   std::vector<uint8_t> codes(static_cast<size_t>(kRows * K));
   for (int64_t g = g0; g < g1; ++g) {
     for (int64_t l = 0; l < kRows; ++l)
@@ -55,11 +65,10 @@ void pack(const Matrix& w, int64_t g0, int64_t g1, uint8_t* out) {
         for (int m = 0; m < 16; ++m)
           for (int j = 0; j < 4; ++j) {
             const uint32_t c = codes[size_t(l * K + 64 * b + 4 * m + j)];
-            const Place lo = low_place(bits, m, l, j);
-            t[lo.byte] = uint8_t(t[lo.byte] | ((c & ((1u << f.low) - 1)) << lo.shift));
-            if (f.high) {
-              const Place hi = high_place(bits, m, l, j);
-              t[hi.byte] = uint8_t(t[hi.byte] | ((c >> f.low) << hi.shift));
+            for (int i = 0; i < runs[m].count; ++i) {
+              const Run& u = runs[m].r[i];
+              uint8_t& byte = t[byte_of(u.reg, l, j)];
+              byte = uint8_t(byte | (((c >> u.lo) & ((1u << u.n) - 1)) << u.shift));
             }
           }
         const size_t sb = size_t(16 * g + l) * w.sb_row_bytes + size_t(2 * b);
@@ -71,14 +80,12 @@ void pack(const Matrix& w, int64_t g0, int64_t g1, uint8_t* out) {
 }
 
 uint32_t code_at(const uint8_t* il, int bits, int64_t K, int64_t r, int64_t k) {
-  const Fields f = fields(bits);
   const uint8_t* t = tile(il, bits, K, r, k);
   const int m = int(k % 64 / 4), l = int(r % kRows), j = int(k % 4);
-  const Place lo = low_place(bits, m, l, j);
-  uint32_t c = (uint32_t(t[lo.byte]) >> lo.shift) & ((1u << f.low) - 1);
-  if (f.high) {
-    const Place hi = high_place(bits, m, l, j);
-    c |= ((uint32_t(t[hi.byte]) >> hi.shift) & ((1u << f.high) - 1)) << f.low;
+  uint32_t c = 0;
+  for (int i = 0; i < bits; ++i) {
+    const BitPlace p = bit_place(bits, m, i);
+    c |= ((uint32_t(t[byte_of(p.reg, l, j)]) >> p.shift) & 1u) << i;
   }
   return c;
 }

@@ -2,8 +2,9 @@
 // with the AVX-512 flags of matmul_q8_avx512.cpp and called only after the same CPUID check.
 //
 // One 32-bit lane is one row. For a tile (16 rows x one 64-code block) and one token, step m
-// cuts codes 4m..4m+3 of all 16 rows out of the low/high registers (a shift and an AND, plus a
-// shift, AND and VPTERNLOGD merge where the code has a high part) and meets the token's
+// cuts codes 4m..4m+3 of all 16 rows out of the tile's code registers (a shift and an AND for a
+// whole field; two shifts and a VPTERNLOGD select more for a code split over two registers'
+// top bits) and meets the token's
 // activation dword m with VPDPBUSD, the dword broadcast from memory ({1to16}). A lane ends the
 // block with its row's whole int32 sum, so one convert and one FMA scale 16 rows, and the
 // output is 16 contiguous floats: no horizontal sums. With two activation parts (Fast) each code
@@ -26,8 +27,6 @@ namespace mlxq::kernels::q8 {
 
 namespace {
 
-using il16::fields;
-
 // Software prefetch along a group's stream, 8 KB ahead into L2 (prefetcht1). Measured on Zen 4
 // from DRAM, one core (docs/benchmarks.md): 2 KB into L1 gives the same 3-bit rate but a
 // slower and noisier 5-bit one and 1-thread decode (7.4-7.6 vs 5.9-7.1 t/s); without software
@@ -43,15 +42,17 @@ inline __m512i dpbusd_bcst(__m512i acc, __m512i w, const int32_t* x) {
 
 #define MLXQ_INLINE __attribute__((always_inline)) inline
 
-// VPTERNLOGD immediate of (A & C) | B.
-constexpr int kLowOrHigh = [] {
+// VPTERNLOGD immediates: (A & C) | B, and C ? A : B (bitwise select).
+constexpr int ternlog_imm(int (*f)(int, int, int)) {
   int imm = 0;
   for (int a = 0; a < 2; ++a)
     for (int b = 0; b < 2; ++b)
       for (int c = 0; c < 2; ++c)
-        if ((a & c) | b) imm |= 1 << (a * 4 + b * 2 + c);
+        if (f(a, b, c)) imm |= 1 << (a * 4 + b * 2 + c);
   return imm;
-}();
+}
+constexpr int kLowOrHigh = ternlog_imm([](int a, int b, int c) { return (a & c) | b; });
+constexpr int kSelect = ternlog_imm([](int a, int b, int c) { return c ? a : b; });
 
 // A 512-bit load the compiler cannot repeat or fold into the instructions that use it.
 MLXQ_INLINE __m512i load_once(const uint8_t* p) {
@@ -60,41 +61,58 @@ MLXQ_INLINE __m512i load_once(const uint8_t* p) {
   return r;
 }
 
-// The code registers of one tile, loaded once: g++ would otherwise fold the load into every
-// shift that uses it (16 loads instead of 6 for 3 bits).
+// Byte masks the steps cut fields out with (the compiler drops those a width does not use).
+struct Masks {
+  __m512i b01 = _mm512_set1_epi8(0x01), b03 = _mm512_set1_epi8(0x03), b07 = _mm512_set1_epi8(0x07),
+          b0f = _mm512_set1_epi8(0x0f), b1f = _mm512_set1_epi8(0x1f), b30 = _mm512_set1_epi8(0x30);
+};
+
+MLXQ_INLINE __m512i srl(__m512i v, int n) { return n ? _mm512_srli_epi32(v, unsigned(n)) : v; }
+MLXQ_INLINE __m512i select(__m512i a, __m512i b, __m512i mask) { return _mm512_ternarylogic_epi32(a, b, mask, kSelect); }
+
+// The code registers of one tile, loaded once (g++ would otherwise fold the load into every
+// shift that uses it: 16 loads instead of 6 for 3 bits), and step M's codes cut out of them as
+// interleaved.h places them.
 template <int BITS>
 struct TileRegs {
-  static constexpr il16::Fields f = fields(BITS);
-  static constexpr int nL = il16::low_regs(BITS), nH = il16::high_regs(BITS);
-  __m512i L[nL];
-  __m512i H[nH > 0 ? nH : 1];
+  static constexpr int nR = il16::code_regs(BITS);
+  __m512i R[nR];
   MLXQ_INLINE explicit TileRegs(const uint8_t* t) {
-    for (int i = 0; i < nL; ++i) L[i] = load_once(t + 64 * i);
-    for (int i = 0; i < nH; ++i) H[i] = load_once(t + 64 * (nL + i));
+    for (int i = 0; i < nR; ++i) R[i] = load_once(t + 64 * i);
   }
   // Codes 4M..4M+3 of the 16 rows (byte j of lane l: row l's code 4M + j).
   template <int M>
-  MLXQ_INLINE __m512i step(__m512i low_mask, __m512i high_mask) const {
-    constexpr int per_low = 8 / f.low, i = M / per_low, k = M % per_low;
-    const __m512i lo = k ? _mm512_srli_epi32(L[i], f.low * k) : L[i];
-    if constexpr (f.high == 0) {
-      if constexpr (f.low == 8) return lo;
-      return _mm512_and_si512(lo, low_mask);
-    } else {
-      constexpr int per_high = 8 / f.high, h = M / per_high, kh = M % per_high;
-      constexpr int up = f.low - f.high * kh;  // the field's shift to bit `low`
-      __m512i hv = H[h];
+  MLXQ_INLINE __m512i step(const Masks& k) const {
+    constexpr int s = M % 8;
+    if constexpr (BITS == 8) {
+      return R[M];
+    } else if constexpr (BITS == 2 || BITS == 4) {
+      constexpr int per = 8 / BITS;
+      return _mm512_and_si512(srl(R[M / per], BITS * (M % per)), BITS == 2 ? k.b03 : k.b0f);
+    } else if constexpr (BITS == 6) {  // 4-bit field | 2-bit high part moved to bits 4-5
+      constexpr int up = 4 - 2 * (M % 4);
+      __m512i hv = R[8 + M / 4];
       if constexpr (up > 0) hv = _mm512_slli_epi32(hv, up);
       if constexpr (up < 0) hv = _mm512_srli_epi32(hv, -up);
-      return _mm512_ternarylogic_epi32(lo, _mm512_and_si512(hv, high_mask), low_mask, kLowOrHigh);
+      return _mm512_ternarylogic_epi32(srl(R[M / 2], 4 * (M % 2)), _mm512_and_si512(hv, k.b30), k.b0f, kLowOrHigh);
+    } else if constexpr (BITS == 3) {
+      constexpr int r = 3 * (M / 8);
+      if constexpr (s < 6) return _mm512_and_si512(srl(R[r + s / 2], 3 * (s % 2)), k.b07);
+      // c6 / c7: 2 bits at the top of R0 / R1, the third at bit 6 / 7 of R2
+      return _mm512_and_si512(select(srl(R[r + s - 6], 6), srl(R[r + 2], s - 2), k.b03), k.b07);
+    } else {
+      static_assert(BITS == 5);
+      constexpr int r = 5 * (M / 8);
+      if constexpr (s < 5) return _mm512_and_si512(R[r + s], k.b1f);
+      // c5 (c6): bits 0-2 at the top of R0 (R2), bits 3-4 at R1 (R3) bits 5-6; q holds it at
+      // bits 0-4 and c7's bit 0 (1) at bit 5.
+      const auto q = [&](int i) { return select(srl(R[r + i], 5), srl(R[r + i + 1], 2), k.b07); };
+      if constexpr (s < 7) return _mm512_and_si512(q(2 * (s - 5)), k.b1f);
+      // c7: bits 0 and 1 from the two q, bits 2-4 at the top of R4
+      const __m512i lo = select(srl(q(0), 5), srl(q(2), 4), k.b01);
+      return _mm512_and_si512(select(lo, srl(R[r + 4], 3), k.b03), k.b1f);
     }
   }
-};
-
-template <int BITS>
-struct Masks {
-  __m512i low = _mm512_set1_epi8(char((1 << fields(BITS).low) - 1));
-  __m512i high = _mm512_set1_epi8(char(((1 << fields(BITS).high) - 1) << fields(BITS).low));
 };
 
 // Where activation dword m of a block lies relative to the block's first one (matmul.h,
@@ -107,9 +125,9 @@ constexpr int dword_of(int m) {
 // Steps M..15 of a tile: the codes of step M meet activation dword M of each part, into
 // accumulator chain M % 4 of that part.
 template <int BITS, bool Paired, bool S, int M>
-MLXQ_INLINE void tile_steps(const TileRegs<BITS>& regs, const int32_t* x1, const int32_t* x2, const Masks<BITS>& mk,
+MLXQ_INLINE void tile_steps(const TileRegs<BITS>& regs, const int32_t* x1, const int32_t* x2, const Masks& mk,
                             __m512i (&c1)[4], __m512i (&c2)[4]) {
-  const __m512i w = regs.template step<M>(mk.low, mk.high);
+  const __m512i w = regs.template step<M>(mk);
   c1[M % 4] = dpbusd_bcst(c1[M % 4], w, x1 + dword_of<Paired>(M));
   if constexpr (S) c2[M % 4] = dpbusd_bcst(c2[M % 4], w, x2 + dword_of<Paired>(M));
   if constexpr (M < 15) tile_steps<BITS, Paired, S, M + 1>(regs, x1, x2, mk, c1, c2);
@@ -118,7 +136,7 @@ MLXQ_INLINE void tile_steps(const TileRegs<BITS>& regs, const int32_t* x1, const
 // The int32 sums of one tile's 16 rows against one token (x1/x2: the block's first activation
 // dword of each part), 4 accumulator chains per part.
 template <int BITS, bool Paired, bool S>
-MLXQ_INLINE __m512i tile_sums(const uint8_t* t, const int32_t* x1, const int32_t* x2, const Masks<BITS>& mk) {
+MLXQ_INLINE __m512i tile_sums(const uint8_t* t, const int32_t* x1, const int32_t* x2, const Masks& mk) {
   const TileRegs<BITS> regs(t);
   __m512i c1[4], c2[4];
   for (int i = 0; i < 4; ++i) c1[i] = c2[i] = _mm512_setzero_si512();
@@ -137,7 +155,7 @@ inline __m512 bf16x16(const uint8_t* p) {
 // One tile of the group against one token, added to acc (scale part) and accb (bias part).
 template <int BITS, bool Paired, bool S>
 MLXQ_INLINE void group_block(const uint8_t* t, const int32_t* x1, const int32_t* x2, float d, float s,
-                             const Masks<BITS>& mk, bool prefetch, __m512& acc, __m512& accb) {
+                             const Masks& mk, bool prefetch, __m512& acc, __m512& accb) {
   constexpr size_t kTile = il16::tile_bytes(BITS), kCodes = il16::code_bytes(BITS);
   if (prefetch)
     for (size_t l = 0; l < kTile; l += 64) _mm_prefetch(reinterpret_cast<const char*>(t + kIlPrefetch + l), _MM_HINT_T1);
@@ -152,7 +170,7 @@ template <int BITS, bool S>
 void group_token(const uint8_t* g, int64_t nb, const int8_t* q, const int8_t* q2, const float* d, const float* s,
                  float* y, bool prefetch) {
   constexpr size_t kTile = il16::tile_bytes(BITS);
-  const Masks<BITS> mk;
+  const Masks mk;
   const int32_t* x1 = reinterpret_cast<const int32_t*>(q);
   const int32_t* x2 = S ? reinterpret_cast<const int32_t*>(q2) : x1;
   __m512 acc = _mm512_setzero_ps(), accb = _mm512_setzero_ps();
@@ -175,8 +193,8 @@ void group_token(const uint8_t* g, int64_t nb, const int8_t* q, const int8_t* q2
 // Steps M..15 for NT tokens, one accumulator chain per (token, part): 2 * NT >= 4 chains.
 template <int BITS, bool Paired, bool S, int NT, int M>
 MLXQ_INLINE void tile_steps_nt(const TileRegs<BITS>& regs, const int32_t* const* x1, const int32_t* const* x2,
-                               const Masks<BITS>& mk, __m512i (&c1)[NT], __m512i (&c2)[NT]) {
-  const __m512i w = regs.template step<M>(mk.low, mk.high);
+                               const Masks& mk, __m512i (&c1)[NT], __m512i (&c2)[NT]) {
+  const __m512i w = regs.template step<M>(mk);
   for (int n = 0; n < NT; ++n) {
     c1[n] = dpbusd_bcst(c1[n], w, x1[n] + dword_of<Paired>(M));
     if constexpr (S) c2[n] = dpbusd_bcst(c2[n], w, x2[n] + dword_of<Paired>(M));
@@ -187,7 +205,7 @@ MLXQ_INLINE void tile_steps_nt(const TileRegs<BITS>& regs, const int32_t* const*
 // One tile against NT tokens (x1[n]/x2[n]: token n's first activation dword of the block).
 template <int BITS, bool Paired, bool S, int NT>
 MLXQ_INLINE void group_block_nt(const uint8_t* t, const int32_t* const* x1, const int32_t* const* x2,
-                                const float* d, const float* s, const Masks<BITS>& mk, bool prefetch,
+                                const float* d, const float* s, const Masks& mk, bool prefetch,
                                 __m512 (&acc)[NT], __m512 (&accb)[NT]) {
   constexpr size_t kTile = il16::tile_bytes(BITS), kCodes = il16::code_bytes(BITS);
   if (prefetch)
@@ -208,7 +226,7 @@ MLXQ_INLINE void group_block_nt(const uint8_t* t, const int32_t* const* x1, cons
 template <int BITS, bool S, int NT>
 void group_tokens(const uint8_t* g, const Activations& x, int64_t t0, float* y, int64_t ldy, bool prefetch) {
   constexpr size_t kTile = il16::tile_bytes(BITS);
-  const Masks<BITS> mk;
+  const Masks mk;
   const int64_t K = x.K, nb = K / 64;
   const int32_t *q1[NT], *q2[NT], *x1[NT], *x2[NT];
   const float *dr[NT], *sr[NT];

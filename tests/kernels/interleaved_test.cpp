@@ -48,6 +48,22 @@ TEST(Interleaved, PackKeepsEveryCodeScaleAndBias) {
     }
 }
 
+// Every bit of a tile's code registers holds exactly one bit of one code (per byte position:
+// 16 steps x bits code bits in 2 * bits registers x 8 bits).
+TEST(Interleaved, EveryCodeBitHasItsOwnPlace) {
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
+    std::vector<int> used(static_cast<size_t>(il16::code_regs(bits) * 8), 0);
+    for (int m = 0; m < 16; ++m)
+      for (int b = 0; b < bits; ++b) {
+        const il16::BitPlace p = il16::bit_place(bits, m, b);
+        ASSERT_TRUE(p.reg >= 0 && p.reg < il16::code_regs(bits) && p.shift >= 0 && p.shift < 8)
+            << "bits " << bits << " step " << m << " bit " << b;
+        ++used[size_t(p.reg * 8 + p.shift)];
+      }
+    for (size_t i = 0; i < used.size(); ++i) EXPECT_EQ(used[i], 1) << "bits " << bits << " register " << i / 8 << " bit " << i % 8;
+  }
+}
+
 TEST(Interleaved, SupportsOnlyWhatTheKernelTakes) {
   Owned o = make_matrix(32, 128, true, DType::BF16, {4, 64}, 1);
   EXPECT_TRUE(il16::supported(o.m, 1024));

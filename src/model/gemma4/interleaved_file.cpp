@@ -28,7 +28,7 @@ using json = nlohmann::json;
 namespace {
 
 constexpr char kMagic[8] = {'M', 'L', 'X', 'Q', 'I', 'L', '1', '6'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: 3- and 5-bit codes placed as whole fields (interleaved.h)
 constexpr size_t kAlign = 4096;
 constexpr size_t kPreamble = 24;  // magic, version, reserved, header length
 constexpr int64_t kMaxK = 64 * kernels::q8::kMaxBlocks;
