@@ -84,6 +84,14 @@ int64_t row_cost(const MatmulTask& t, Precision p) {
 
 constexpr int kPartsPerThread = 8;
 
+// Where part i of n starts in a cost range of `total`: total * (1 - (1 - i/n)^2). Parts shrink
+// towards the end (the first is 2/n of the range, the last 1/n^2), so the thread that takes the
+// last part keeps the other waiting for less.
+int64_t part_start(int64_t total, int64_t n, int64_t i) {
+  const int64_t left = n - i;
+  return total - int64_t(double(total) * double(left * left) / double(n * n));
+}
+
 // Rows of a task that lie before cost c, rounded to a multiple of `align` (the int8 kernel's
 // tile: 4 rows, or a group of 16 in the interleaved layout).
 int64_t rows_before(int64_t c, int64_t start, int64_t unit, int64_t rows, int64_t align) {
@@ -263,8 +271,7 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
   pool.parallel_for(size_t(pool.size()), [&](size_t, size_t, int) {
     for (int part = next.fetch_add(1, std::memory_order_relaxed); part < parts;
          part = next.fetch_add(1, std::memory_order_relaxed)) {
-      const int64_t c0 = total / parts * int64_t(part) + total % parts * int64_t(part) / parts;
-      const int64_t c1 = total / parts * int64_t(part + 1) + total % parts * int64_t(part + 1) / parts;
+      const int64_t c0 = part_start(total, parts, part), c1 = part_start(total, parts, part + 1);
       for (size_t i = 0; i < n; ++i) {
         const int64_t rows = tasks[i].w->rows;
         if (st[i] >= c1) break;
