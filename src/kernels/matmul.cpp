@@ -7,6 +7,9 @@
 #include <cmath>
 
 #include <hwy/targets.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 
 #include "core/error.h"
 #include "kernels/matmul_q8.h"
@@ -43,7 +46,30 @@ bool cpu_has_bf16_isa() {
 #endif
 }
 
+// AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24 and 25), and Linux's permission to use them.
+bool cpu_has_amx_isa() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return (d >> 24 & 1) && (d >> 25 & 1) && cpu_has_q8_isa() && q8::amx_permission();
+#else
+  return false;
+#endif
+}
+
+// AMX-TILE and AMX-BF16 (EDX bit 22) with the AVX512-BF16 kernel's ISA, and the permission.
+bool cpu_has_amx_bf16_isa() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return (d >> 24 & 1) && (d >> 22 & 1) && cpu_has_bf16_isa() && q8::amx_permission();
+#else
+  return false;
+#endif
+}
+
 std::atomic<bool> g_q8_enabled{true};
+std::atomic<bool> g_amx_enabled{true};
 std::atomic<bool> g_avx512_enabled{true};
 
 bool avx512_on() {
@@ -83,6 +109,7 @@ int64_t row_cost(const MatmulTask& t, Precision p) {
 }
 
 constexpr int kPartsPerThread = 8;
+constexpr int64_t kAmxMinTokens = 4;
 
 // Where part i of n starts in a cost range of `total`: total * (1 - (1 - i/n)^2). Parts shrink
 // towards the end (the first is 2/n of the range, the last 1/n^2), so the thread that takes the
@@ -107,7 +134,30 @@ bool use_il16(const Matrix& w, const Activations& x, Precision p) {
   return w.il != nullptr && q8_kernel(w, x, p) == Q8::Avx512 && w.spec.group_size == 64 && w.rows % 16 == 0;
 }
 
+// Whether w's interleaved copy runs on AMX tiles for x: several tokens (one tile holds 16; at
+// 4-15 it still beats the AVX-512 kernel, docs/benchmarks.md).
+bool use_amx(const Matrix& w, const Activations& x, Precision p) {
+  return x.T >= kAmxMinTokens && amx_kernel_supported() && g_amx_enabled.load(std::memory_order_relaxed) &&
+         use_il16(w, x, p);
+}
+
+bool amx_bf16_on() {
+  static const bool ok = cpu_has_amx_bf16_isa();
+  return ok && g_amx_enabled.load(std::memory_order_relaxed) && avx512_on();
+}
+
+// Whether the dense bf16 w runs on AMX tiles for x (x has the tiled form; whole row groups).
+bool use_bf16_amx(const Matrix& w, const Activations& x, Precision p) {
+  return x.xbt != nullptr && w.rows % 16 == 0 && use_bf16(w, x, p) && amx_bf16_on();
+}
+
 }  // namespace
+
+bool amx_kernel_supported() {
+  static const bool ok = cpu_has_amx_isa();
+  return ok;
+}
+void set_amx_kernel_enabled(bool on) { g_amx_enabled.store(on); }
 
 bool q8_kernel_supported() {
   static const bool ok = cpu_has_q8_isa();
@@ -183,6 +233,8 @@ void ActivationBuffer::reserve(int64_t max_rows, int64_t max_k) {
   q2_.resize(q_.size());
   xb_.resize(q_.size());
   xb2_.resize(q_.size());
+  xbt_.resize(size_t((max_rows + 15) / 16 * 16 * max_k));
+  xbt2_.resize(xbt_.size());
   d_.resize(size_t(max_rows * (max_k / 64 + 1)));
   s_.resize(d_.size());
 }
@@ -212,6 +264,21 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
       }
     a.xb = xb_.data();
     if (split) a.xb2 = xb2_.data();
+    if (T >= 16 && K % 32 == 0 && size_t((T + 15) / 16 * 16 * K) <= xbt_.size() && amx_bf16_on()) {
+      const int64_t nu = (T + 15) / 16, nk = K / 32;
+      for (int64_t u = 0; u < nu; ++u)
+        for (int64_t c = 0; c < nk; ++c)
+          for (int64_t pr = 0; pr < 16; ++pr)
+            for (int64_t n = 0; n < 16; ++n)
+              for (int64_t j = 0; j < 2; ++j) {
+                const int64_t t = 16 * u + n, k = 32 * c + 2 * pr + j;
+                const size_t at = size_t((((u * nk + c) * 16 + pr) * 16 + n) * 2 + j);
+                xbt_[at] = t < T ? xb_[size_t(t * K + k)] : 0;
+                if (split) xbt2_[at] = t < T ? xb2_[size_t(t * K + k)] : 0;
+              }
+      a.xbt = xbt_.data();
+      if (split) a.xbt2 = xbt2_.data();
+    }
   }
   if (!want_q8 || K % 64 != 0 || !int8_activations()) return a;
   check(size_t(T * K) <= q_.size(), "activation buffer too small for " + std::to_string(T) + "x" +
@@ -230,12 +297,16 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
 void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p) {
   if (r0 >= r1 || t.x.T == 0) return;
   const Q8 q8k = q8_kernel(*t.w, t.x, p);
-  if (q8k == Q8::Avx512 && use_il16(*t.w, t.x, p)) {
+  if (q8k == Q8::Avx512 && use_amx(*t.w, t.x, p)) {
+    q8::matmul_rows_il16_amx(*t.w, t.x, r0, r1, t.y, t.ldy);
+  } else if (q8k == Q8::Avx512 && use_il16(*t.w, t.x, p)) {
     q8::matmul_rows_il16_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else if (q8k == Q8::Avx512) {
     q8::matmul_rows_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else if (q8k == Q8::Avx2) {
     q8::matmul_rows_avx2(*t.w, t.x, r0, r1, t.y, t.ldy);
+  } else if (use_bf16_amx(*t.w, t.x, p)) {
+    q8::matmul_rows_bf16_amx(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else if (use_bf16(*t.w, t.x, p)) {
     q8::matmul_rows_bf16_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else {
@@ -276,7 +347,7 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
         const int64_t rows = tasks[i].w->rows;
         if (st[i] >= c1) break;
         if (st[i] + un[i] * rows <= c0) continue;
-        const int64_t align = use_il16(*tasks[i].w, tasks[i].x, p) ? 16 : 4;
+        const int64_t align = use_il16(*tasks[i].w, tasks[i].x, p) || use_bf16_amx(*tasks[i].w, tasks[i].x, p) ? 16 : 4;
         matmul_rows(tasks[i], rows_before(c0, st[i], un[i], rows, align), rows_before(c1, st[i], un[i], rows, align),
                     p);
       }

@@ -51,6 +51,11 @@ struct Activations {
   // (Fast) a value is xb + xb2, the second part bf16(x - bf16(x)).
   const uint16_t* xb = nullptr;
   const uint16_t* xb2 = nullptr;
+  // The bf16 form again in the AMX kernel's tiles (16 or more tokens, K % 32 == 0, on CPUs with
+  // AMX-BF16): token tile u (tokens 16u..16u+15, zero past T), columns 32c..32c+31 are 512
+  // values from (u * K/32 + c) * 512: [pair p][token n][2], column 32c + 2p + j.
+  const uint16_t* xbt = nullptr;
+  const uint16_t* xbt2 = nullptr;
   int64_t row(int64_t t) const { return idx ? idx[t] : t; }
   // Rows [r0, r0+n) of an ungathered batch.
   Activations slice(int64_t r0, int64_t n) const {
@@ -65,6 +70,11 @@ struct Activations {
     }
     if (xb) a.xb += r0 * K;
     if (xb2) a.xb2 += r0 * K;
+    if (xbt) {  // whole tiles only
+      const int64_t off = r0 % 16 == 0 ? r0 / 16 * (K / 32) * 512 : -1;
+      a.xbt = off >= 0 ? xbt + off : nullptr;
+      a.xbt2 = off >= 0 && xbt2 ? xbt2 + off : nullptr;
+    }
     return a;
   }
   // The rows index[0..n) of this batch (routed experts read their tokens in place).
@@ -72,6 +82,7 @@ struct Activations {
     Activations a = *this;
     a.idx = index;
     a.T = n;
+    a.xbt = a.xbt2 = nullptr;
     return a;
   }
 };
@@ -91,7 +102,7 @@ class ActivationBuffer {
   // row aligned), and a load that straddles two cache lines costs two.
   AlignedVector<int8_t> q_, q2_;
   AlignedVector<float> d_, s_;
-  AlignedVector<uint16_t> xb_, xb2_;
+  AlignedVector<uint16_t> xb_, xb2_, xbt_, xbt2_;
 };
 
 // Where the int8 value of column k (of a row of K) is stored: blocks 2p and 2p+1 share bytes
@@ -148,6 +159,11 @@ void set_avx512_kernels_enabled(bool on);
 // Whether matrices with an interleaved copy (Matrix::il) will run on it: the AVX-512 int8 kernel
 // is supported and not switched off.
 bool il16_kernel_active();
+// Whether the interleaved copy runs on AMX-INT8 tiles for several tokens (prefill, routed
+// experts): the CPU has AMX-TILE/AMX-INT8 besides the int8 kernel's ISA and Linux grants their
+// use; and a switch for tests and benchmarks (off: the AVX-512 kernel, the same results).
+bool amx_kernel_supported();
+void set_amx_kernel_enabled(bool on);
 // Runs every kernel as on a CPU with AVX2 and nothing newer: the AVX-512 kernels off and
 // Highway restricted to its AVX2 target (what the environment variable MLXQ_CPU=avx2 does in
 // the mlxq tool). Throws when this CPU lacks AVX2.

@@ -23,6 +23,18 @@ void matmul_rows_avx2(const Matrix& w, const Activations& x, int64_t r0, int64_t
 // il16::supported(w).
 void matmul_rows_il16_avx512(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
                              int64_t ldy);
+// The same sums over the interleaved copy on AMX-INT8 tiles, for several tokens
+// (matmul_il16_amx.cpp): the same requirements as matmul_rows_il16_avx512, the AMX ISA and
+// amx_permission() granted; bit for bit the AVX-512 kernel's results.
+void matmul_rows_il16_amx(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
+                          int64_t ldy);
+// AMX-BF16 kernel for dense bf16 weights and the tiled bf16 form of x (Activations::xbt), rows
+// [r0, r1) in multiples of 16 (matmul_bf16_amx.cpp).
+void matmul_rows_bf16_amx(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y,
+                          int64_t ldy);
+// Asks Linux for this process's permission to use AMX tile data (arch_prctl
+// ARCH_REQ_XCOMP_PERM); false where it is refused.
+bool amx_permission();
 // quantize_row_q8 with AVX-512 (same results).
 void quantize_row_avx512(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2);
 // AVX512-BF16 kernel for dense bf16 weights and the bf16 form of x, one part or two

@@ -19,4 +19,11 @@ void matmul_rows_bf16_avx512(const Matrix&, const Activations&, int64_t, int64_t
 void matmul_rows_il16_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
   throw Error("the AVX-512 int8 kernel is not built for this architecture");
 }
+void matmul_rows_il16_amx(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
+  throw Error("the AMX int8 kernel is not built for this architecture");
+}
+void matmul_rows_bf16_amx(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {
+  throw Error("the AMX bf16 kernel is not built for this architecture");
+}
+bool amx_permission() { return false; }
 }  // namespace mlxq::kernels::q8

@@ -165,5 +165,43 @@ TEST(Interleaved, KernelGathersRows) {
   }
 }
 
+// Several tokens on AMX tiles (where the CPU has AMX-INT8): the int8 kernel's definition, and
+// the AVX-512 kernel's floats up to the order of two f32 additions (AMX adds a block's scale
+// and bias parts into one accumulator), for every width, both precisions, token counts around
+// the 8-token (Fast) and 16-token tiles, an odd last block and gathered rows.
+TEST(Interleaved, AmxKernelMatchesAvx512) {
+  ThreadPool pool(2);
+  const int64_t N = 48, K = 1344, Tall = 150;
+  const std::vector<float> x = random_x(Tall * K, 21);
+  ActivationBuffer buf;
+  buf.reserve(Tall, K);
+  std::vector<int32_t> idx(static_cast<size_t>(Tall));
+  for (int64_t i = 0; i < Tall; ++i) idx[size_t(i)] = int32_t((i * 67 + 11) % Tall);
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
+    Owned o = make_matrix(N, K, true, DType::BF16, {bits, 64}, uint32_t(91 + bits));
+    std::vector<uint8_t> il;
+    const Matrix m = with_il(o, il);
+    for (const Precision p : {Precision::Fast, Precision::Int8}) {
+      const Activations all = buf.prepare(x.data(), Tall, K, K, p);
+      for (const bool gathered : {false, true})
+        for (int64_t T : {4, 8, 9, 15, 16, 17, 70, 150}) {
+          const Activations a = gathered ? all.rows(idx.data(), T) : all.slice(0, T);
+          std::vector<float> y_amx(size_t(T * N), -1.0f), y_ref(size_t(T * N), -2.0f);
+          for (const bool amx : {true, false}) {
+            set_amx_kernel_enabled(amx);
+            MatmulTask task{&m, a, (amx ? y_amx : y_ref).data(), N};
+            matmul(std::span<const MatmulTask>(&task, 1), p, pool);
+          }
+          set_amx_kernel_enabled(true);
+          const std::string what = "bits " + std::to_string(bits) + (p == Precision::Fast ? " Fast" : " Int8") +
+                                   (gathered ? " gathered" : "") + " T " + std::to_string(T);
+          for (size_t i = 0; i < y_amx.size(); ++i)
+            ASSERT_NEAR(y_amx[i], y_ref[i], 1e-5 * (1 + std::fabs(y_ref[i]))) << what << " at " << i;
+          expect_definition(o, expected_kernel(bits, true), a, x, y_amx, T, N, what);
+        }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mlxq::kernels

@@ -241,6 +241,51 @@ TEST(Matmul, Bf16KernelComputesItsDefinition) {
   }
 }
 
+// The bf16 kernel on AMX tiles (16 or more tokens, where the CPU has AMX-BF16): the same
+// definition as above, and the AVX-512 kernel's sums up to f32 rounding; the tiled form follows
+// whole-tile slices and is dropped for others and for gathered rows.
+TEST(Matmul, Bf16AmxKernelComputesItsDefinition) {
+  ThreadPool pool(2);
+  for (int64_t K : {4096, 2816, 736}) {
+    const int64_t N = 48, Tmax = 70;
+    const std::vector<float> x = random_x(Tmax * K, 8);
+    Owned o = make_matrix(N, K, false, DType::BF16, {}, 45);
+    ActivationBuffer buf;
+    buf.reserve(Tmax, K);
+    for (const Precision p : {Precision::Fast, Precision::Int8})
+      for (int64_t T : {16, 17, 40, 70}) {
+        const Activations a = buf.prepare(x.data(), T, K, K, p);
+        ASSERT_EQ(a.xbt != nullptr, a.xb != nullptr && amx_kernel_supported()) << "K " << K;
+        EXPECT_EQ(a.slice(16, T - 16).xbt != nullptr, a.xbt != nullptr);
+        EXPECT_EQ(a.slice(5, T - 5).xbt, nullptr);
+        const int32_t idx[2] = {1, 0};
+        EXPECT_EQ(a.rows(idx, 2).xbt, nullptr);
+        std::vector<float> y(size_t(T * N), -1.0f), y_ref(size_t(T * N), -2.0f);
+        for (const bool amx : {true, false}) {
+          set_amx_kernel_enabled(amx);
+          MatmulTask task{&o.m, a, (amx ? y : y_ref).data(), N};
+          matmul(std::span<const MatmulTask>(&task, 1), p, pool);
+        }
+        set_amx_kernel_enabled(true);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t n = 0; n < N; ++n) {
+            double want = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              const float v = x[size_t(t * K + k)];
+              const float hi = round_bf16(v);
+              const double xv = !a.xb ? v : a.xb2 ? double(hi) + double(round_bf16(v - hi)) : double(hi);
+              want += naive_weight(o.m, n, k) * xv;
+            }
+            const std::string what = "K " + std::to_string(K) + " T " + std::to_string(T) + " token " +
+                                     std::to_string(t) + " row " + std::to_string(n) +
+                                     (p == Precision::Fast ? " Fast" : " Int8");
+            ASSERT_NEAR(y[size_t(t * N + n)], want, 1e-5 * std::sqrt(double(K))) << what;
+            ASSERT_NEAR(y[size_t(t * N + n)], y_ref[size_t(t * N + n)], 1e-5 * std::sqrt(double(K))) << what;
+          }
+      }
+  }
+}
+
 // The paired storage order is a permutation, and quantize_row_q8 stores round(x/d) there.
 TEST(Matmul, Int8ActivationLayout) {
   for (int64_t K : {64, 128, 704, 1344}) {
