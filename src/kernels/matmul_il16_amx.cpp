@@ -60,8 +60,10 @@ struct Scratch {
   // tokens T..Tp-1 (Tp = T rounded up to 16) are zero.
   std::vector<int8_t> a;
   std::vector<float> d, s;  // [Tp][nb]
+  AlignedVector<uint8_t> codes;  // one row group's B tiles, 1 KB per block
   void prepare(const Activations& x) {
     const int64_t K = x.K, nb = K / 64, Tp = (x.T + 15) / 16 * 16, P = x.q2 ? 2 : 1;
+    if (codes.size() < size_t(1024 * nb)) codes.resize(size_t(1024 * nb));
     if (a.size() < size_t(P * Tp * K)) a.resize(size_t(P * Tp * K));
     if (d.size() < size_t(Tp * nb)) {
       d.resize(size_t(Tp * nb));
@@ -156,55 +158,52 @@ MLXQ_INLINE void store_steps(const TileRegs<BITS>& regs, const Masks& mk, uint8_
   if constexpr (M < 15) store_steps<BITS, M + 1>(regs, mk, b);
 }
 
-// One row group (its tiles at g) against token tile u (16 tokens from a_tile, d, s), a software
-// pipeline over the blocks: block b's products run while block b+1's codes are cut out and
-// block b-1's sums are scaled, so a tile load never waits for the vector stores just made (B)
-// and the scaling never waits for a tile store (C). The 16 accumulators stay in registers.
+// One row group (its tiles at g, their codes already cut out as B tiles at `codes`, 1 KB per
+// block) against one token tile (16 tokens from a_tile, d, s): a software pipeline over the
+// blocks, block b's products issued before block b-1's sums are stored and block b-2's scaled,
+// so neither a tile store nor the scaling waits for a product just issued. The 16 accumulators
+// stay in registers.
 template <int BITS, bool S, int U>
-MLXQ_INLINE void group_tile(const uint8_t* g, int64_t nb, const int8_t* a_tile, int64_t K, const float* d,
-                            const float* s, int64_t live, float* y, int64_t ldy) {
+MLXQ_INLINE void group_tile(const uint8_t* g, const uint8_t* codes, int64_t nb, const int8_t* a_tile, int64_t K,
+                            const float* d, const float* s, int64_t live, float* y, int64_t ldy) {
   constexpr size_t kTile = il16::tile_bytes(BITS), kCodes = il16::code_bytes(BITS);
   constexpr int64_t P = S ? 2 : 1;
-  const Masks mk;
-  alignas(64) uint8_t bt[2][1024];
-  alignas(64) int32_t c[2][P * 256];
+  // Block b's sums are stored in iteration b+1 and scaled in iteration b+kLag, from buffer
+  // b % kBuffers (written again in iteration b+kBuffers+1, after that).
+  constexpr int64_t kLag = 3, kBuffers = 4;
+  alignas(64) int32_t c[kBuffers][P * 256];
   __m512 acc[16];
   for (int n = 0; n < 16; ++n) acc[n] = _mm512_setzero_ps();
   auto scale = [&](int64_t b, const int32_t* cb) {
     const uint8_t* sb = g + size_t(b) * kTile + kCodes;
     scale_sums<S, 0>(cb, bf16x16(sb), bf16x16(sb + 32), d + b, s + b, nb, live, acc);
   };
-  // Iteration b: block b's products, block b-1's sums stored, block b+1's codes cut out, block
-  // b-2's sums scaled.
-  store_steps<BITS, 0>(TileRegs<BITS>(g), mk, bt[0]);
   // A tile rows come from L2 (a token tile's activations are 16-32 rows of K bytes): fetched
   // into L1 two blocks ahead, a tile load takes about half as long.
   auto prefetch_a = [&](int64_t b) {
     if (b < nb)
       for (int64_t i = 0; i < 16 * U; ++i) _mm_prefetch(reinterpret_cast<const char*>(a_tile + i * K + 64 * b), _MM_HINT_T0);
   };
-  for (int64_t b = 0; b < nb; b += 2) {
-    prefetch_a(b + 2);
-    _tile_loadd(0, bt[0], 64);
-    products<0, U>(a_tile + 64 * b, K);
-    if (b > 0) store_sums<1, U>(c[1]);
-    if (b + 1 < nb) store_steps<BITS, 0>(TileRegs<BITS>(g + size_t(b + 1) * kTile), mk, bt[1]);
-    if (b > 1) scale(b - 2, c[0]);
-    if (b + 1 >= nb) break;
-    prefetch_a(b + 3);
-    _tile_loadd(1, bt[1], 64);
-    products<1, U>(a_tile + 64 * (b + 1), K);
-    store_sums<0, U>(c[0]);
-    if (b + 2 < nb) store_steps<BITS, 0>(TileRegs<BITS>(g + size_t(b + 2) * kTile), mk, bt[0]);
-    if (b > 0) scale(b - 1, c[1]);
+  for (int64_t b = 0; b < nb + kLag; ++b) {
+    if (b < nb) {
+      prefetch_a(b + 2);
+      if (b % 2 == 0) {
+        _tile_loadd(0, codes + 1024 * b, 64);
+        products<0, U>(a_tile + 64 * b, K);
+      } else {
+        _tile_loadd(1, codes + 1024 * b, 64);
+        products<1, U>(a_tile + 64 * b, K);
+      }
+    }
+    if (b >= 1 && b <= nb) {
+      if ((b - 1) % 2 == 0) {
+        store_sums<0, U>(c[(b - 1) % kBuffers]);
+      } else {
+        store_sums<1, U>(c[(b - 1) % kBuffers]);
+      }
+    }
+    if (b >= kLag) scale(b - kLag, c[(b - kLag) % kBuffers]);
   }
-  if ((nb - 1) % 2) {
-    store_sums<1, U>(c[1]);
-  } else {
-    store_sums<0, U>(c[0]);
-  }
-  if (nb > 1) scale(nb - 2, c[nb % 2]);
-  scale(nb - 1, c[(nb - 1) % 2]);
   for (int64_t n = 0; n < live; ++n) _mm512_storeu_ps(y + n * ldy, acc[n]);
 }
 
@@ -221,16 +220,21 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
     cfg.rows[i] = 16;
   }
   _tile_loadconfig(&cfg);
+  constexpr size_t kTile = il16::tile_bytes(BITS);
+  const Masks mk;
   for (int64_t r = r0; r < r1; r += 16) {
     const uint8_t* g = w.il + size_t(r / 16) * gb;
+    // The group's codes as B tiles, cut out once for all token tiles.
+    uint8_t* codes = sc.codes.data();
+    for (int64_t b = 0; b < nb; ++b) store_steps<BITS, 0>(TileRegs<BITS>(g + size_t(b) * kTile), mk, codes + 1024 * b);
     for (int64_t t0 = 0; t0 < Tp; t0 += 16) {
       const int64_t live = std::min<int64_t>(16, T - t0);
       const int8_t* a = sc.a.data() + P * t0 * K;
       const float *d = sc.d.data() + t0 * nb, *s = sc.s.data() + t0 * nb;
       if (S && live > 8) {
-        group_tile<BITS, S, 2>(g, nb, a, K, d, s, live, y + t0 * ldy + r, ldy);
+        group_tile<BITS, S, 2>(g, codes, nb, a, K, d, s, live, y + t0 * ldy + r, ldy);
       } else {
-        group_tile<BITS, S, 1>(g, nb, a, K, d, s, live, y + t0 * ldy + r, ldy);
+        group_tile<BITS, S, 1>(g, codes, nb, a, K, d, s, live, y + t0 * ldy + r, ldy);
       }
     }
   }
