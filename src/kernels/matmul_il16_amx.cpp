@@ -1,7 +1,7 @@
 // The int8 kernel over the 16-row interleaved layout (interleaved.h) on AMX (AMX-TILE +
 // AMX-INT8, Intel Sapphire Rapids and later), for several tokens (prefill, routed experts).
 // Compiled with the AVX-512 flags plus -mamx-tile -mamx-int8 and called only after
-// amx_kernel_ready() (CPUID and the kernel's permission to use tile data).
+// amx_kernel_supported() (CPUID and Linux's permission to use tile data, matmul.cpp).
 //
 // A tile of the layout (16 rows x one 64-code block) gives, step by step, exactly what TDPBSUD
 // takes as its B operand: step m's register holds codes 4m..4m+3 of the 16 rows, one row per
@@ -10,17 +10,16 @@
 // tile, and meet 16 tokens' activations of that block (A: 16 rows of 64 signed bytes, one token
 // per row) in one instruction: C[token][row] = the block's int32 sum. Two activation parts
 // (Fast) take a tile row each: A holds 8 tokens, rows 2n and 2n+1 token n's two parts, and C's
-// rows 2n and 2n+1 their sums. Each block's sums are then scaled on AVX-512 exactly as the
-// AVX-512 kernel does (one convert and FMA for the scales, one FMA for the biases, per token, 16
-// rows at a time), so both kernels give the same floats bit for bit.
+// rows 2n and 2n+1 their sums. Each block's sums are then scaled on AVX-512 as the AVX-512
+// kernel does (a convert and FMA for the scales, an FMA for the biases, per token, 16 rows at a
+// time), into one accumulator per token held in a register: the same floats up to f32 rounding.
 //
 // The activations' int8 rows are kept in the order the row kernel reads (matmul.h, pairs of
 // blocks with alternating dwords); a call first copies the tokens it serves into natural order
 // (a tile row is 64 contiguous bytes), padded with zero tokens to a multiple of 16.
-// Measured on a 2-core Sapphire-Rapids-class VM (docs/benchmarks.md): a tile store takes about
-// as long as a product (16 rows, one per cycle) and a product's result is not ready for 3-4
-// more, so three products are kept in flight, and the pipeline in run() keeps tile loads off
-// the vector stores just made.
+// Measured on a 2-core Sapphire-Rapids-class VM (docs/benchmarks.md): tile instructions run in
+// order, a tile store takes about as long as a product (16 rows, one per cycle), and a store
+// right behind its product waits for it; hence the pipeline in group_tile().
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -34,6 +33,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/aligned.h"
 #include "kernels/il16_steps_avx512.h"
 #include "kernels/interleaved.h"
 #include "kernels/matmul_q8.h"

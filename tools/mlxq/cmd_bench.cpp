@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "kernels/bandwidth.h"
+#include "kernels/matmul.h"
 #include "mlxq/chat_options.h"
 #include "mlxq/commands.h"
 #include "model/gemma4/model.h"
@@ -172,8 +173,10 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
     if (bw > 0)
       std::printf("\nread bandwidth (%d threads, %.1f GiB buffer, best pass): %.1f GB/s; decode limit %.2f t/s; %s precision\n",
                   threads, bw_gib, bw, bw / per_tok, (a.exact ? "exact" : a.int8 ? "int8" : "fast"));
-    std::printf("weights: %s\n", model.interleaved_path().empty() ? "checkpoint layout"
-                                                                   : ("interleaved, " + model.interleaved_path()).c_str());
+    std::printf("weights: %s%s\n",
+                model.interleaved_path().empty() ? "checkpoint layout"
+                                                 : ("interleaved, " + model.interleaved_path()).c_str(),
+                !a.exact && kernels::amx_kernel_supported() && kernels::il16_kernel_active() ? "; prompt matmuls on AMX tiles" : "");
   }
   return 0;
 }
