@@ -287,6 +287,8 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
   for (int64_t t = 0; t < T; ++t)
     quantize_row_q8(x + t * ldx, K, &q_[size_t(t * K)], &d_[size_t(t * nb)], &s_[size_t(t * nb)],
                     split ? &q2_[size_t(t * K)] : nullptr);
+  static std::atomic<uint64_t> generations{0};
+  a.generation = generations.fetch_add(1, std::memory_order_relaxed) + 1;
   a.q = q_.data();
   if (split) a.q2 = q2_.data();
   a.d = d_.data();

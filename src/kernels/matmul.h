@@ -47,6 +47,9 @@ struct Activations {
   const int8_t* q2 = nullptr;
   const float* d = nullptr;
   const float* s = nullptr;
+  // Which ActivationBuffer::prepare call made the int8 form (each call a new number), so a
+  // kernel may keep what it derived from it (the AMX kernel's natural-order copy).
+  uint64_t generation = 0;
   // The bf16 form (on CPUs with AVX512-BF16): row stride K, for dense bf16 weights; with xb2
   // (Fast) a value is xb + xb2, the second part bf16(x - bf16(x)).
   const uint16_t* xb = nullptr;

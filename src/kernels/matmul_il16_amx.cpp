@@ -61,7 +61,18 @@ struct Scratch {
   std::vector<int8_t> a;
   std::vector<float> d, s;  // [Tp][nb]
   AlignedVector<uint8_t> codes;  // one row group's B tiles, 1 KB per block
+  // What the copy holds: the same rows of the same prepare() call need no new copy (a task's
+  // rows come in several parts, each a call).
+  uint64_t generation = 0;
+  const int8_t* q = nullptr;
+  const int32_t* idx = nullptr;
+  int64_t T = -1;
   void prepare(const Activations& x) {
+    if (x.generation != 0 && x.generation == generation && x.q == q && x.idx == idx && x.T == T) return;
+    generation = x.generation;
+    q = x.q;
+    idx = x.idx;
+    T = x.T;
     const int64_t K = x.K, nb = K / 64, Tp = (x.T + 15) / 16 * 16, P = x.q2 ? 2 : 1;
     if (codes.size() < size_t(1024 * nb)) codes.resize(size_t(1024 * nb));
     if (a.size() < size_t(P * Tp * K)) a.resize(size_t(P * Tp * K));
