@@ -171,7 +171,7 @@ MLXQ_INLINE void store_steps(const TileRegs<BITS>& regs, const Masks& mk, uint8_
 
 // One row group (its tiles at g, their codes already cut out as B tiles at `codes`, 1 KB per
 // block) against one token tile (16 tokens from a_tile, d, s): a software pipeline over the
-// blocks, block b's products issued before block b-1's sums are stored and block b-2's scaled,
+// blocks, block b's products issued before block b-1's sums are stored and block b-3's scaled,
 // so neither a tile store nor the scaling waits for a product just issued. The 16 accumulators
 // stay in registers.
 template <int BITS, bool S, int U>
