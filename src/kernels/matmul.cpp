@@ -233,8 +233,11 @@ void ActivationBuffer::reserve(int64_t max_rows, int64_t max_k) {
   q2_.resize(q_.size());
   xb_.resize(q_.size());
   xb2_.resize(q_.size());
-  xbt_.resize(size_t((max_rows + 15) / 16 * 16 * max_k));
-  xbt2_.resize(xbt_.size());
+  static const bool amx_bf16 = cpu_has_amx_bf16_isa();  // the tiled copy only where it is used
+  if (amx_bf16) {
+    xbt_.resize(size_t((max_rows + 15) / 16 * 16 * max_k));
+    xbt2_.resize(xbt_.size());
+  }
   d_.resize(size_t(max_rows * (max_k / 64 + 1)));
   s_.resize(d_.size());
 }
@@ -307,7 +310,7 @@ void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p) {
     q8::matmul_rows_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else if (q8k == Q8::Avx2) {
     q8::matmul_rows_avx2(*t.w, t.x, r0, r1, t.y, t.ldy);
-  } else if (use_bf16_amx(*t.w, t.x, p)) {
+  } else if (r0 % 16 == 0 && r1 % 16 == 0 && use_bf16_amx(*t.w, t.x, p)) {  // whole row groups
     q8::matmul_rows_bf16_amx(*t.w, t.x, r0, r1, t.y, t.ldy);
   } else if (use_bf16(*t.w, t.x, p)) {
     q8::matmul_rows_bf16_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
