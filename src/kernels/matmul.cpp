@@ -46,27 +46,20 @@ bool cpu_has_bf16_isa() {
 #endif
 }
 
-// AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24 and 25), and Linux's permission to use them.
-bool cpu_has_amx_isa() {
+// AMX: CPUID leaf 7 EDX bit 24 (AMX-TILE) and bit `unit` (25 AMX-INT8, 22 AMX-BF16), and
+// Linux's permission to use tile data.
+bool cpu_has_amx(int unit) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  return (d >> 24 & 1) && (d >> 25 & 1) && cpu_has_q8_isa() && q8::amx_permission();
+  return (d >> 24 & 1) && (d >> unit & 1) && q8::amx_permission();
 #else
+  (void)unit;
   return false;
 #endif
 }
-
-// AMX-TILE and AMX-BF16 (EDX bit 22) with the AVX512-BF16 kernel's ISA, and the permission.
-bool cpu_has_amx_bf16_isa() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  return (d >> 24 & 1) && (d >> 22 & 1) && cpu_has_bf16_isa() && q8::amx_permission();
-#else
-  return false;
-#endif
-}
+bool cpu_has_amx_isa() { return cpu_has_q8_isa() && cpu_has_amx(25); }
+bool cpu_has_amx_bf16_isa() { return cpu_has_bf16_isa() && cpu_has_amx(22); }
 
 std::atomic<bool> g_q8_enabled{true};
 std::atomic<bool> g_amx_enabled{true};
