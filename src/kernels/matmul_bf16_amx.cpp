@@ -15,18 +15,12 @@
 #include <cstdint>
 
 #include "kernels/matmul.h"
+#include "kernels/amx_tiles.h"
 #include "kernels/matmul_q8.h"
 
 namespace mlxq::kernels::q8 {
 
 namespace {
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // Tiles (literal numbers: g++'s intrinsics paste them into register names): tmm0 = 16 weight
 // rows x 32 columns; tmm1/tmm2 = the two activation parts of one 16-token tile; tmm4..tmm7 = the
@@ -103,12 +97,7 @@ void rows_tiles(const uint8_t* w_rows, size_t row_bytes, const Activations& x, i
 
 template <bool S>
 void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  TileConfig cfg;
-  for (int i = 0; i < 8; ++i) {
-    cfg.colsb[i] = 64;
-    cfg.rows[i] = 16;
-  }
-  _tile_loadconfig(&cfg);
+  configure_full_tiles();
   // Token tiles outer, rows inner: the activations of 4 token tiles (2 x 4 x K/32 KB) stay in L2
   // while the call's rows stream past them (rows outer re-read all activations, several MB at
   // pp512, from L3 for every 16 rows).

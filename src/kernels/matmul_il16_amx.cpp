@@ -36,6 +36,7 @@
 #include "core/aligned.h"
 #include "kernels/il16_steps_avx512.h"
 #include "kernels/interleaved.h"
+#include "kernels/amx_tiles.h"
 #include "kernels/matmul_q8.h"
 
 namespace mlxq::kernels::q8 {
@@ -44,15 +45,8 @@ namespace {
 
 using namespace il16x;
 
-// Tiles (literal numbers: g++'s intrinsics paste them into the register names): see products().
-constexpr int kTiles = 8;
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+// Tiles: all eight full (configure_full_tiles); literal numbers, since g++'s intrinsics paste
+// them into the register names; which holds what: see products().
 
 // Everything a call needs besides the weights, owned per thread and grown once.
 struct Scratch {
@@ -225,12 +219,7 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
   const size_t gb = w.il_group_bytes();
   thread_local Scratch sc;
   sc.prepare(x);
-  TileConfig cfg;
-  for (int i = 0; i < kTiles; ++i) {
-    cfg.colsb[i] = 64;
-    cfg.rows[i] = 16;
-  }
-  _tile_loadconfig(&cfg);
+  configure_full_tiles();
   constexpr size_t kTile = il16::tile_bytes(BITS);
   const Masks mk;
   for (int64_t r = r0; r < r1; r += 16) {
