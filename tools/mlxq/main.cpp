@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   mlxq::cli::register_quant_error(app);
   mlxq::cli::register_repack(app);
   mlxq::cli::register_render_chats(app);
+  mlxq::cli::register_eval(app);
   try {
     // MLXQ_CPU=avx2: run the kernels a CPU without AVX-512 would (for comparisons on one machine).
     if (const char* cpu = std::getenv("MLXQ_CPU"); cpu && *cpu) {
