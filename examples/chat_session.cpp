@@ -1,21 +1,26 @@
 // The model card's usage in C++: load a session, send a message, stream the answer.
-//   build/examples/chat_session [MODEL_DIR] ["your message"]
+//   build/examples/chat_session [MODEL_DIR|-] ["your message"]
+// With no MODEL_DIR (or "-") it runs the embedded default model (mlxq/default_model.h).
 // (TypeScript original: const session = await loadSession(path);
 //  for await (const e of session.sendStream(text, {config})) ...)
 #include <cstdio>
 #include <exception>
 
+#include <string>
+
+#include "mlxq/default_model.h"
 #include "mlxq/session.h"
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR [MESSAGE]\n", argv[0]);
-    return 2;
-  }
   try {
+    std::string path = argc > 1 ? argv[1] : "-";
+    if (path == "-") {
+      std::fprintf(stderr, "using the embedded default model: %s\n", mlxq::default_model_description().c_str());
+      path = mlxq::default_model_path();
+    }
     mlxq::SessionOptions options;
     options.system = "You are a helpful assistant. Be concise.";
-    auto session = mlxq::load_session(argv[1], {}, options);
+    auto session = mlxq::load_session(path, {}, options);
     mlxq::ChatConfig config;
     config.max_new_tokens = 256;
     config.temperature = 0.6f;

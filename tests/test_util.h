@@ -1,8 +1,11 @@
 // Shared helpers for the test binaries: paths to test data, temporary directories, file edits.
 #pragma once
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -37,6 +40,22 @@ inline std::string read_file(const std::string& p) {
 inline void write_file(const std::string& p, const std::string& s) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(s.data(), std::streamsize(s.size()));
+}
+
+// Runs a shell command; its exit code, standard output and standard error.
+struct CommandResult { int code; std::string out, err; };
+inline CommandResult run_command(const std::string& command) {
+  TempDir tmp;
+  const std::string err_file = tmp / "stderr.txt";
+  CommandResult r;
+  FILE* p = popen((command + " 2>" + err_file).c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.err = read_file(err_file);
+  return r;
 }
 
 }  // namespace mlxq::test

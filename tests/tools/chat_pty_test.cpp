@@ -1,6 +1,7 @@
-// `mlxq chat` as a user meets it: driven through a pseudo-terminal, with the embedded default
-// model created on first use. Two turns (one stopped with Ctrl-C), /stats, /quit; the test checks
-// what the screen shows.
+// `mlxq chat` as a user meets it: driven through a pseudo-terminal, on the embedded default model
+// (the trained tiny-chat, converted on first use). Three turns, one stopped with Ctrl-C, /stats,
+// /quit; the test checks what the screen shows. --ignore-eos keeps every answer going to the token
+// limit, so Ctrl-C always lands inside an answer.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <pty.h>
@@ -22,7 +23,8 @@ class Pty {
     pid_ = forkpty(&fd_, nullptr, nullptr, nullptr);
     if (pid_ == 0) {
       setenv("XDG_CACHE_HOME", cache_dir.c_str(), 1);
-      execl(MLXQ_BIN, "mlxq", "chat", "--temp", "0", "--max-tokens", "60", "-t", "2", static_cast<char*>(nullptr));
+      execl(MLXQ_BIN, "mlxq", "chat", "--temp", "0", "--max-tokens", "300", "--ignore-eos", "-t", "2",
+            static_cast<char*>(nullptr));
       _exit(127);
     }
   }
@@ -72,14 +74,14 @@ class Pty {
 };
 
 TEST(ChatRepl, TwoTurnsCtrlCStatsQuit) {
-  test::TempDir cache;
-  Pty t(cache.str());
+  Pty t(MLXQ_TEST_CACHE);
   ASSERT_TRUE(t.started());
-  ASSERT_TRUE(t.expect("random weights", 0)) << t.screen;  // the one-line announcement
+  ASSERT_TRUE(t.expect("tiny-chat", 0)) << t.screen;  // the one-line announcement
   ASSERT_TRUE(t.expect("> ", 0)) << t.screen;
   size_t mark = t.screen.size();
   t.send("What is the capital of France?\r");
-  ASSERT_TRUE(t.expect("[length limit]", mark)) << t.screen;  // a random model never stops early
+  ASSERT_TRUE(t.expect("Paris", mark)) << t.screen;
+  ASSERT_TRUE(t.expect("[length limit]", mark)) << t.screen;  // --ignore-eos
   ASSERT_TRUE(t.expect("> ", mark)) << t.screen;
 
   mark = t.screen.size();

@@ -25,21 +25,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result { int code; std::string out, err; };
+using Result = test::CommandResult;
 
-Result run(const std::string& args, const std::string& tmp) {
-  const std::string err_file = tmp + "/stderr.txt";
-  const std::string cmd = std::string(MLXQ_BIN) + " " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.err = test::read_file(err_file);
-  return r;
-}
+Result run(const std::string& args, const std::string& /*tmp*/) { return test::run_command(std::string(MLXQ_BIN) + " " + args); }
 
 // Rewrites a safetensors header in place (same length, space padded) through `edit`.
 void edit_header(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {

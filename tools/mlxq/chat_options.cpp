@@ -8,7 +8,7 @@
 namespace mlxq::cli {
 
 void ChatArgs::add_to(CLI::App* cmd) {
-  cmd->add_option("-m,--model", model, "Checkpoint directory (default: the embedded small synthetic model)");
+  cmd->add_option("-m,--model", model, "Checkpoint directory (default: the embedded tiny-chat model)");
   cmd->add_option("--system", system, "System prompt");
   cmd->add_option("--reasoning-effort", reasoning_effort, "none | low (thinking off) | medium | high (thinking on)")
       ->check(CLI::IsMember({"none", "low", "medium", "high"}));
@@ -19,6 +19,7 @@ void ChatArgs::add_to(CLI::App* cmd) {
   cmd->add_option("--min-p", min_p, "Min-p")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", seed, "Random seed (same seed, same answer)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--stop", stop, "Stop string (repeatable)");
+  cmd->add_flag("--ignore-eos", ignore_eos, "Keep generating past stop tokens, to --max-tokens (benchmarks, tests)");
   cmd->add_option("-t,--threads", threads, "Threads (0: all cores)");
   cmd->add_flag("--exact", exact, "Exact precision: f32 activations in every matmul (default: two int8 parts into quantized matmuls)");
   cmd->add_flag("--int8", int8, "One int8 part per activation (and bf16 into bf16 matmuls): faster prefill, further from exact");
@@ -38,6 +39,7 @@ ChatConfig ChatArgs::config() const {
   if (seed >= 0) c.seed = uint64_t(seed);
   if (!reasoning_effort.empty()) c.reasoning_effort = reasoning_effort;
   c.stop = stop;
+  c.ignore_eos = ignore_eos;
   return c;
 }
 

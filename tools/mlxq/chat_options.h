@@ -14,6 +14,7 @@ struct ChatArgs {
   int threads = 0;
   bool exact = false;
   bool int8 = false;
+  bool ignore_eos = false;
   std::string interleaved = "auto";
   int64_t max_context = 8192;
   int max_tokens = -1, top_k = -1;

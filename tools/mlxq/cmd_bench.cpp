@@ -64,7 +64,8 @@ int capitals(const ChatArgs& a, bool json, bool quiet) {
     j["threads"] = args.threads > 0 ? args.threads : int(std::thread::hardware_concurrency());
     for (int i = 0; i < 4; ++i) {
       const auto& r = rs[size_t(i)];
-      j["turns"].push_back({{"turn", i + 1}, {"finish_reason", to_string(r.finish_reason)}, {"tokens", r.num_tokens},
+      j["turns"].push_back({{"turn", i + 1}, {"text", r.text}, {"finish_reason", to_string(r.finish_reason)},
+                            {"tokens", r.num_tokens},
                             {"prompt_tokens", r.prompt_tokens}, {"cached_tokens", r.cached_tokens},
                             {"prefill_tokens", r.prefill_tokens}, {"ttft_ms", r.performance.ttft_ms},
                             {"prefill_tokens_per_second", r.performance.prefill_tokens_per_second},

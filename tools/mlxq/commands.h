@@ -25,9 +25,8 @@ std::string derived_tokenizer_path();
 // tokenizer.json of a checkpoint directory, or `file` when given.
 std::string tokenizer_path(const std::string& model_dir, const std::string& file);
 
-// The embedded default model: a small synthetic Gemma-4 checkpoint (random weights, the real
-// tokenizer, MLX 4-bit), created on first use under the user's cache directory. Announces itself
-// in one line on stderr.
+// The embedded default model (include/mlxq/default_model.h), converted on first use into the
+// user's cache directory. Announces itself in one line on stderr.
 std::string default_model_path();
 
 }  // namespace mlxq::cli

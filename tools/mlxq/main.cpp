@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "mlxq/commands.h"
+#include "mlxq/default_model.h"
 #include "model/gemma4/synthetic.h"
 
 namespace fs = std::filesystem;
@@ -25,26 +26,12 @@ std::string derived_tokenizer_path() {
 }
 
 std::string default_model_path() {
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  fs::path base = xdg && *xdg ? fs::path(xdg) : fs::path(home && *home ? home : ".") / ".cache";
-  const fs::path dir = base / "mlxq" / "default-small-v1";
-  std::cerr << "mlxq: no -m given: using the embedded default, a small synthetic Gemma-4 model with random "
-               "weights and the real tokenizer (" << dir.string() << ")\n";
-  if (!fs::exists(dir / "config.json")) {
-    model::gemma4::SyntheticOptions opt;
-    opt.preset = "small";
-    opt.seed = 1;
-    opt.format = model::gemma4::CheckpointFormat::MLX;
-    opt.quant = {4, 64};
-    opt.tokenizer_json = derived_tokenizer_path();
-    check(!opt.tokenizer_json.empty(),
-          "the embedded default model needs the derived gemma4-tokenizer.json next to the mlxq binary "
-          "(built by CMake from .cache/gemma3-tokenizer.json; run scripts/setup.sh, then rebuild)");
-    ThreadPool pool;
-    model::gemma4::write_synthetic_model(dir.string(), opt, pool);
-  }
-  return dir.string();
+  DefaultModelOptions opt;
+  opt.log = [](const std::string& line) { std::cerr << "mlxq: default model, first use: " << line << "\n"; };
+  const std::string dir = mlxq::default_model_path(opt);
+  std::cerr << "mlxq: no -m given: using the embedded default, " << default_model_description() << " (" << dir
+            << ")\n";
+  return dir;
 }
 
 }  // namespace mlxq::cli
