@@ -44,11 +44,9 @@ std::string find_assets(const std::string& given) {
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    // Next to the executable (build/, build/tests/, build/examples/ all reach build/tiny-chat).
-    for (fs::path d = exe.parent_path(); !d.empty() && d != d.parent_path(); d = d.parent_path()) {
+    // Next to the executable, or one folder up (build/mlxq, build/tests/*, build/examples/*).
+    for (const fs::path& d : {exe.parent_path(), exe.parent_path().parent_path()})
       if (complete(d / "tiny-chat")) return (d / "tiny-chat").string();
-      if (d == exe.parent_path().parent_path().parent_path()) break;
-    }
   }
 #ifdef MLXQ_BUILD_ASSETS_DIR
   if (complete(MLXQ_BUILD_ASSETS_DIR)) return MLXQ_BUILD_ASSETS_DIR;
