@@ -8,11 +8,9 @@
 #include <iostream>
 
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "mlxq/commands.h"
 #include "mlxq/default_model.h"
-#include "model/gemma4/synthetic.h"
 
 namespace fs = std::filesystem;
 
