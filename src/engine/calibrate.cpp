@@ -1,6 +1,12 @@
 // compute_imatrix: the forward pass's matmul observer accumulates x^2 per input channel.
 #include "engine/calibrate.h"
 
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "engine/transcript.h"
+
 namespace mlxq::engine {
 
 namespace {
@@ -16,6 +22,32 @@ std::string gguf_name(int64_t layer, const std::string& module) {
   return "";
 }
 }  // namespace
+
+CalibrationInput calibration_from_chats(const text::Tokenizer& tok, const std::string& path, int chunk_size,
+                                        int64_t max_chunks) {
+  CalibrationInput input;
+  input.dataset = std::filesystem::path(path).filename().string();
+  input.chunk_size = chunk_size;
+  std::ifstream in(path);
+  check(bool(in), path + ": cannot open calibration conversations");
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    const auto conv = nlohmann::ordered_json::parse(line, nullptr, false);
+    check(!conv.is_discarded(), path + ":" + std::to_string(n) + ": not valid JSON");
+    std::vector<int32_t> ids;
+    try {
+      ids = render_transcript(tok, conv).tokens;
+    } catch (const Error& e) {
+      throw Error(path + ":" + std::to_string(n) + ": " + e.what());
+    }
+    if (int64_t(ids.size()) > chunk_size) ids.resize(size_t(chunk_size));
+    input.chunks.push_back(std::move(ids));
+    if (max_chunks > 0 && int64_t(input.chunks.size()) >= max_chunks) break;
+  }
+  check(!input.chunks.empty(), path + ": no conversations");
+  return input;
+}
 
 quant::Imatrix compute_imatrix(model::gemma4::Model& model, const CalibrationInput& input,
                                const std::function<void(size_t, size_t)>& progress) {

@@ -9,6 +9,7 @@
 
 #include "model/gemma4/model.h"
 #include "quant/imatrix.h"
+#include "text/tokenizer.h"
 
 namespace mlxq::engine {
 
@@ -17,6 +18,12 @@ struct CalibrationInput {
   std::string dataset;                       // the file name recorded in the imatrix
   int chunk_size = 512;                      // recorded as the imatrix's chunk size
 };
+
+// A chat file (JSONL, the format of src/engine/transcript.h) as calibration input: each conversation,
+// rendered as a session holds it and cut to `chunk_size` tokens, is one chunk; at most
+// `max_chunks` of them (0: all). Throws naming the file and line of a bad conversation.
+CalibrationInput calibration_from_chats(const text::Tokenizer& tok, const std::string& path, int chunk_size,
+                                        int64_t max_chunks = 0);
 
 // Runs every chunk through `model` and accumulates the statistics. `progress(done, total)`
 // after each chunk. The model's observer is cleared afterwards.

@@ -15,7 +15,6 @@
 #include "core/sha256.h"
 #include "core/thread_pool.h"
 #include "engine/calibrate.h"
-#include "engine/transcript.h"
 #include "quant/convert.h"
 #include "quant/imatrix.h"
 #include "text/tokenizer.h"
@@ -137,18 +136,8 @@ void prepare(const fs::path& assets, const fs::path& dir, const DefaultModelOpti
     mo.threads = opt.threads;
     model::gemma4::Model model(hf.string(), mo);
     const text::Tokenizer tok = text::Tokenizer::from_file((hf / "tokenizer.json").string());
-    engine::CalibrationInput input;
-    input.dataset = "calibration.jsonl";
-    input.chunk_size = 512;
-    std::ifstream in(assets / "calibration.jsonl");
-    std::string line;
-    for (int64_t n = 1; std::getline(in, line); ++n) {
-      if (line.empty()) continue;
-      const auto conv = nlohmann::ordered_json::parse(line, nullptr, false);
-      check(!conv.is_discarded(), (assets / "calibration.jsonl").string() + ":" + std::to_string(n) + ": not valid JSON");
-      input.chunks.push_back(engine::render_transcript(tok, conv).tokens);
-    }
-    check(!input.chunks.empty(), (assets / "calibration.jsonl").string() + ": no conversations");
+    const engine::CalibrationInput input =
+        engine::calibration_from_chats(tok, (assets / "calibration.jsonl").string(), 512);
     quant::write_imatrix_gguf((dir / "imatrix.gguf.tmp").string(), engine::compute_imatrix(model, input));
     fs::rename(dir / "imatrix.gguf.tmp", im);
   }

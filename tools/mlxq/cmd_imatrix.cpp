@@ -13,7 +13,6 @@
 #include "model/gemma4/model.h"
 #include "quant/imatrix.h"
 #include "engine/calibrate.h"
-#include "engine/transcript.h"
 #include "text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -46,20 +45,7 @@ void register_imatrix(CLI::App& app) {
     engine::CalibrationInput input;
     input.chunk_size = a->ctx;
     if (!a->chats.empty()) {
-      input.dataset = fs::path(a->chats).filename().string();
-      std::ifstream in(a->chats);
-      check(bool(in), a->chats + ": cannot open calibration conversations");
-      std::string line;
-      for (int64_t n = 1; std::getline(in, line); ++n) {
-        if (line.empty()) continue;
-        const auto conv = nlohmann::ordered_json::parse(line, nullptr, false);
-        check(!conv.is_discarded(), a->chats + ":" + std::to_string(n) + ": not valid JSON");
-        auto ids = engine::render_transcript(tok, conv).tokens;
-        if (int64_t(ids.size()) > a->ctx) ids.resize(size_t(a->ctx));
-        input.chunks.push_back(std::move(ids));
-        if (a->chunks > 0 && int64_t(input.chunks.size()) >= a->chunks) break;
-      }
-      check(!input.chunks.empty(), a->chats + ": no conversations");
+      input = engine::calibration_from_chats(tok, a->chats, a->ctx, a->chunks);
     } else {
       input.dataset = fs::path(a->text).filename().string();
       std::ifstream in(a->text, std::ios::binary);
