@@ -13,13 +13,26 @@ void softcap(float* x, int64_t n, float cap);
 void attend(const float* q, int64_t d, const float* k_base, const float* v_base, int64_t stride,
             int64_t ring, int64_t pos_begin, int64_t pos_end, float scale, float* scores,
             float* out);
-// Qb queries x G query heads sharing one KV head: query i's head g is q + i*qtok + g*qhead,
-// attends positions [begin[i], end[i]) and writes out + i*otok + g*ohead, each exactly as
-// attend computes it; every key/value row is read once for the block. scores holds
+// Qb queries x G query heads sharing one KV head: query i's head g is q + i*q_token + g*q_head,
+// attends positions [begin[i], end[i]) and writes out + i*out_token + g*out_head, each exactly
+// as attend computes it; every key/value row is read once for the block. scores holds
 // Qb * G * max(end[i] - begin[i]) floats.
-void attend_block(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, int64_t G, int64_t d,
-                  const float* k_base, const float* v_base, int64_t stride, int64_t ring, const int64_t* begin,
-                  const int64_t* end, float scale, float* scores, float* out, int64_t otok, int64_t ohead);
+struct AttendBlock {
+  const float* q = nullptr;
+  int64_t q_token = 0, q_head = 0;     // query row strides (floats)
+  int64_t queries = 0, heads = 0;      // Qb, G
+  int64_t d = 0;                       // head dim
+  const float* k = nullptr;            // keys and values of this KV head, slot s at + s * kv_stride
+  const float* v = nullptr;
+  int64_t kv_stride = 0, ring = 0;     // position p lives in slot p % ring
+  const int64_t* begin = nullptr;      // [Qb] first position each query attends
+  const int64_t* end = nullptr;        // [Qb] one past its last
+  float scale = 1.0f;
+  float* scores = nullptr;
+  float* out = nullptr;
+  int64_t out_token = 0, out_head = 0;
+};
+void attend_block(const AttendBlock& a);
 // NEOX rotation with precomputed cos/sin of each pair's angle (d/2 entries each).
 void rope_neox(float* x, int64_t d, const float* cos, const float* sin);
 // y = x * (mean(x^2) + eps)^-1/2 * w (w may be null); in place is fine.

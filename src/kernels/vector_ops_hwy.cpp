@@ -72,9 +72,9 @@ void Axpy(float p, const float* v, int64_t n, float* out) {
 // out + i*otok + g*ohead. Each key and value row is read once for the whole block. Per (query,
 // head) the arithmetic and its order are those of a single-head, single-query call, so blocking
 // never changes a result. scores: Qb * G * nmax floats, nmax = the longest range.
-void AttendBlock(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, int64_t G, int64_t d,
-                 const float* k_base, const float* v_base, int64_t stride, int64_t ring, const int64_t* begin,
-                 const int64_t* end, float scale, float* scores, float* out, int64_t otok, int64_t ohead) {
+void AttendBlockImpl(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, int64_t G, int64_t d,
+                     const float* k_base, const float* v_base, int64_t stride, int64_t ring, const int64_t* begin,
+                     const int64_t* end, float scale, float* scores, float* out, int64_t otok, int64_t ohead) {
   int64_t lo = begin[0], hi = end[0], nmax = 0;
   for (int64_t i = 0; i < Qb; ++i) {
     lo = std::min(lo, begin[i]);
@@ -129,7 +129,12 @@ void AttendBlock(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, int64_
 void Attend(const float* q, int64_t d, const float* k_base, const float* v_base, int64_t stride,
             int64_t ring, int64_t pos_begin, int64_t pos_end, float scale, float* scores,
             float* out) {
-  AttendBlock(q, d, d, 1, 1, d, k_base, v_base, stride, ring, &pos_begin, &pos_end, scale, scores, out, d, d);
+  AttendBlockImpl(q, d, d, 1, 1, d, k_base, v_base, stride, ring, &pos_begin, &pos_end, scale, scores, out, d, d);
+}
+
+void AttendBlockArgs(const simd::AttendBlock& a) {
+  AttendBlockImpl(a.q, a.q_token, a.q_head, a.queries, a.heads, a.d, a.k, a.v, a.kv_stride, a.ring, a.begin, a.end,
+                  a.scale, a.scores, a.out, a.out_token, a.out_head);
 }
 
 void RopeNeox(float* x, int64_t d, const float* cs, const float* sn) {
@@ -193,7 +198,7 @@ namespace mlxq::kernels::simd {
 HWY_EXPORT(GeluGate);
 HWY_EXPORT(Softcap);
 HWY_EXPORT(Attend);
-HWY_EXPORT(AttendBlock);
+HWY_EXPORT(AttendBlockArgs);
 HWY_EXPORT(RopeNeox);
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(TargetName);
@@ -208,12 +213,7 @@ void attend(const float* q, int64_t d, const float* k_base, const float* v_base,
             float* out) {
   HWY_DYNAMIC_DISPATCH(Attend)(q, d, k_base, v_base, stride, ring, pos_begin, pos_end, scale, scores, out);
 }
-void attend_block(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, int64_t G, int64_t d,
-                  const float* k_base, const float* v_base, int64_t stride, int64_t ring, const int64_t* begin,
-                  const int64_t* end, float scale, float* scores, float* out, int64_t otok, int64_t ohead) {
-  HWY_DYNAMIC_DISPATCH(AttendBlock)(q, qtok, qhead, Qb, G, d, k_base, v_base, stride, ring, begin, end, scale,
-                                    scores, out, otok, ohead);
-}
+void attend_block(const AttendBlock& a) { HWY_DYNAMIC_DISPATCH(AttendBlockArgs)(a); }
 void rope_neox(float* x, int64_t d, const float* cos, const float* sin) {
   HWY_DYNAMIC_DISPATCH(RopeNeox)(x, d, cos, sin);
 }

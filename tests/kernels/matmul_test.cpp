@@ -499,8 +499,25 @@ TEST(VectorOps, MatchTheScalarReferenceOnEveryTarget) {
     const std::vector<float> qg = random_x(Qb * 5 * d, 6);  // query stride 5d, head stride 2d
     const int64_t begin[3] = {5, 5, 6}, end[3] = {35, 36, 37};
     std::vector<float> sg(size_t(Qb * G * 32)), og(size_t(Qb * 7 * d), -7.0f);  // outputs 7d / 3d apart
-    simd::attend_block(qg.data(), 5 * d, 2 * d, Qb, G, d, kv.data(), vv.data(), d, 32, begin, end, 0.0625f,
-                       sg.data(), og.data(), 7 * d, 3 * d);
+    simd::AttendBlock ab;
+    ab.q = qg.data();
+    ab.q_token = 5 * d;
+    ab.q_head = 2 * d;
+    ab.queries = Qb;
+    ab.heads = G;
+    ab.d = d;
+    ab.k = kv.data();
+    ab.v = vv.data();
+    ab.kv_stride = d;
+    ab.ring = 32;
+    ab.begin = begin;
+    ab.end = end;
+    ab.scale = 0.0625f;
+    ab.scores = sg.data();
+    ab.out = og.data();
+    ab.out_token = 7 * d;
+    ab.out_head = 3 * d;
+    simd::attend_block(ab);
     for (int64_t i = 0; i < Qb; ++i)
       for (int64_t g = 0; g < G; ++g) {
         const float* qi = qg.data() + i * 5 * d + g * 2 * d;
