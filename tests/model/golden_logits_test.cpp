@@ -175,6 +175,63 @@ TEST(Forward, LastPositionOnlyAndIncrementalCalls) {
   }
 }
 
+// A batch of different sequences, each with its own KV cache at its own position (a fresh
+// prompt, a continued prefill, one decode step), gives every sequence the logits it gets alone:
+// in one step, and cut into steps of 16 rows that split sequences across steps.
+TEST(Forward, BatchOfSequencesEqualsEachAlone) {
+  const auto s1 = golden_tokens("S1"), s2 = golden_tokens("S2");
+  ASSERT_GE(s2.size(), 71u);
+  for (const bool exact : {true, false})
+  for (const std::string ckpt : {"hf", "mlx-q"}) {
+    Model model(test::data_path("gemma4-tiny-a/" + ckpt), {2, 128, exact, false});
+    const int64_t V = model.config().vocab_size, T1 = int64_t(s1.size());
+    const std::span<const int32_t> a(s1), b = std::span(s2).subspan(40, 20), c = std::span(s2).subspan(70, 1);
+    auto prefilled = [&](int64_t n) {
+      auto cache = model.make_cache(256);
+      model.forward(std::span(s2).first(size_t(n)), cache, nullptr);
+      return cache;
+    };
+    // Alone.
+    std::vector<float> ra(size_t(T1 * V)), rb(size_t(20 * V)), rc(static_cast<size_t>(V));
+    {
+      auto ca = model.make_cache(256), cb = prefilled(40), cc = prefilled(70);
+      model.forward(a, ca, ra.data());
+      model.forward(b, cb, rb.data());
+      model.forward(c, cc, rc.data(), false);
+    }
+    for (const int64_t chunk : {int64_t(128), int64_t(16)}) {
+      auto ca = model.make_cache(256), cb = prefilled(40), cc = prefilled(70);
+      std::vector<float> la(ra.size()), lb(rb.size()), lc(rc.size());
+      const SequenceStep steps[] = {{a, &ca, la.data(), true}, {b, &cb, lb.data(), true}, {c, &cc, lc.data(), false}};
+      model.forward_batch(steps, chunk);
+      EXPECT_EQ(ca.pos(), T1);
+      EXPECT_EQ(cb.pos(), 60);
+      EXPECT_EQ(cc.pos(), 71);
+      double m = 0;
+      for (size_t i = 0; i < ra.size(); ++i) m = std::max(m, double(std::fabs(la[i] - ra[i])));
+      for (size_t i = 0; i < rb.size(); ++i) m = std::max(m, double(std::fabs(lb[i] - rb[i])));
+      for (size_t i = 0; i < rc.size(); ++i) m = std::max(m, double(std::fabs(lc[i] - rc[i])));
+      std::printf("[ batch    ] %s %s chunk %lld: max |delta| %.3g\n", ckpt.c_str(), exact ? "exact" : "fast",
+                  static_cast<long long>(chunk), m);
+      EXPECT_LE(m, exact ? 1e-5 : 5e-3) << ckpt << " chunk " << chunk << (exact ? " exact" : " fast");
+    }
+  }
+}
+
+TEST(Forward, BatchRejectsASharedCache) {
+  Model model(test::data_path("gemma4-tiny-a/hf"), {1, 8});
+  auto cache = model.make_cache(16);
+  const std::vector<int32_t> t = {2, 3};
+  const SequenceStep steps[] = {{t, &cache, nullptr, false}, {t, &cache, nullptr, false}};
+  try {
+    model.forward_batch(steps);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sequence 1: shares its KV cache with sequence 0"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cache.pos(), 0);
+}
+
 TEST(Forward, RejectsBadTokensAndOverlongContext) {
   Model model(test::data_path("gemma4-tiny-a/hf"), {1, 8});
   auto cache = model.make_cache(4);

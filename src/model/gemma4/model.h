@@ -1,6 +1,9 @@
 // Model: an opened Gemma-4 checkpoint (mapped files, validated config, bound weights) plus the
 // engine-owned thread pool and workspace. forward() is the text decoder of
-// gemma4-architecture.md §4-§7; its body lives in forward.cpp and reads like the spec.
+// gemma4-architecture.md §4-§7 over one sequence, forward_batch() over several sequences at once
+// (each with its own KV cache and positions). The body reads like the spec: forward.cpp (the
+// layer stack, dense MLP), attention.cpp (§5.1), moe.cpp (router and experts, §5.2). Not thread
+// safe: one forward at a time (the engine's scheduler orders the sessions' calls).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -35,6 +38,14 @@ struct ModelOptions {
   std::string interleaved = "auto";
 };
 
+// One sequence's part of a batched forward.
+struct SequenceStep {
+  std::span<const int32_t> tokens;  // fed at positions cache->pos() onwards
+  KvCache* cache = nullptr;         // this sequence's own cache (each at most once per batch)
+  float* logits = nullptr;          // null, or [T, vocab] (all_positions) or [1, vocab] (the last)
+  bool all_positions = false;
+};
+
 class Model {
  public:
   explicit Model(const std::string& path, ModelOptions opt = {});
@@ -58,6 +69,11 @@ class Model {
   // [T, vocab] f32 logits for every position, or [1, vocab] for the last one if !all_positions.
   void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
                bool all_positions = true, int64_t chunk = 0);
+  // Runs several sequences as one batch: their rows go through every matmul together, each
+  // attending only to its own cache. Steps take at most `chunk` (0: max_chunk) rows in all, filled
+  // from the sequences in order. Each sequence's logits equal those of forward() alone (bit for
+  // bit in Exact precision).
+  void forward_batch(std::span<const SequenceStep> seqs, int64_t chunk = 0);
 
   // Sees the input rows x[n, k] of every weight matmul, for importance statistics (`mlxq
   // imatrix`): the layer, the module ("self_attn.q_proj", "mlp.down_proj", "router.proj",
@@ -73,10 +89,11 @@ class Model {
  private:
   struct Workspace;
   void attach_interleaved_file();
-  void forward_chunk(const int32_t* tokens, int64_t T, KvCache& cache, float* logits, bool all);
-  void rope_tables(int64_t T, int64_t p0);
-  void decoder_layer(int64_t l, int64_t T, int64_t p0, KvCache& cache);
-  void attention_block(int64_t l, int64_t T, int64_t p0, KvCache& cache);
+  void forward_chunk(int64_t T);  // the rows of ws_->segs
+  void rope_tables(int64_t T);
+  void decoder_layer(int64_t l, int64_t T);
+  void attention_block(int64_t l, int64_t T);
+  void lm_head(int64_t T);
   void dense_mlp(int64_t l, const LayerWeights& L, int64_t T);
   void route(int64_t l, const LayerWeights& L, int64_t T);
   void experts(int64_t l, const LayerWeights& L, int64_t T);
