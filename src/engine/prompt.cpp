@@ -73,9 +73,11 @@ std::vector<int32_t> render_prompt_tokens(const text::Tokenizer& tok, ordered_js
 
 std::vector<int32_t> user_turn_delta(const text::Tokenizer& tok, const std::string& text, bool thinking) {
   std::vector<int32_t> out;
-  tok.encode("<turn|>\n<|turn>user\n", true, out);
+  namespace g4 = text::gemma4;
+  tok.encode(std::string(g4::kCloseTurn) + std::string(g4::kUserTurn), true, out);
   tok.encode(text::py::strip(text), false, out);
-  tok.encode(thinking ? "<turn|>\n<|turn>model\n" : "<turn|>\n<|turn>model\n<|channel>thought\n<channel|>", true, out);
+  tok.encode(std::string(g4::kCloseTurn) + std::string(g4::kModelTurn) + std::string(thinking ? "" : g4::kEmptyThought),
+             true, out);
   return out;
 }
 
@@ -96,7 +98,7 @@ std::vector<int32_t> tool_result_delta(const text::Tokenizer& tok, const std::st
   opt.add_generation_prompt = true;
   opt.enable_thinking = thinking;
   const std::string rendered = text::render_chat_template(msgs, nullptr, opt);
-  const std::string marker = "<tool_call|>";
+  const std::string marker(text::gemma4::kToolCallEnd);
   const size_t at = rendered.find(marker);
   check(at != std::string::npos, "internal: the template did not render the tool call");
   return tokenize_pieces(tok, rendered.substr(at + marker.size()), sub);

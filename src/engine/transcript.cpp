@@ -33,7 +33,7 @@ std::string tool_call_text(const ordered_json& message, bool thinking) {
   opt.add_generation_prompt = false;
   opt.enable_thinking = thinking;
   const std::string rendered = text::render_chat_template(msgs, nullptr, opt);
-  const std::string open = "<|turn>model\n", close = "<tool_call|>";
+  const std::string open(text::gemma4::kModelTurn), close(text::gemma4::kToolCallEnd);
   const size_t at = rendered.rfind(open), end = rendered.rfind(close);
   check(at != std::string::npos && end != std::string::npos && end > at,
         "internal: the template did not render the tool call");
@@ -49,9 +49,9 @@ std::string assistant_output_text(const ordered_json& message, bool thinking, bo
   std::string out;
   const std::string reasoning = str_field(message, "reasoning", "assistant message");
   if (channel_open) {
-    out += reasoning + "\n<channel|>";  // the prompt opened the thought channel: close it
+    out += reasoning + "\n" + std::string(text::gemma4::kThoughtClose);  // the prompt opened the channel: close it
   } else if (thinking && !reasoning.empty()) {
-    out += "<|channel>thought\n" + reasoning + "\n<channel|>";
+    out += std::string(text::gemma4::kThoughtOpen) + reasoning + "\n" + std::string(text::gemma4::kThoughtClose);
   }
   out += str_field(message, "content", "assistant message");
   return out;
@@ -73,7 +73,7 @@ Transcript render_transcript(const text::Tokenizer& tok, const ordered_json& con
   };
   int32_t pending_stop = -1;  // the stop token the last assistant message ended on
   bool channel_open = false;  // the last delta ended inside an opened thought channel
-  const std::vector<int32_t> open_channel = tok.encode("<|channel>thought\n", true);
+  const std::vector<int32_t> open_channel = tok.encode(text::gemma4::kThoughtOpen, true);
   std::string last_call_name, last_call_id;
   for (size_t i = 0; i < msgs.size(); ++i) {
     const ordered_json& m = msgs[i];
