@@ -1,6 +1,7 @@
-// The public mlxq C++ API: load a Gemma-4 checkpoint into a chat Session, send user turns (blocking
-// or streamed), answer tool calls, reset, cancel. Semantics follow mlx-node's ChatSession
-// (shared/spec/session-and-benchmark.md §3-§6). Value types and a pimpl; no JSON or kernel headers.
+// The public mlxq C++ API, part 2: a chat Session on a loaded Model (model.h): send user turns
+// (blocking or streamed), answer tool calls, reset, cancel. Semantics follow mlx-node's
+// ChatSession (shared/spec/session-and-benchmark.md §3-§6). Value types and a pimpl; no JSON or
+// kernel headers. load_session() is the one-line convenience: a model with one session.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -9,18 +10,9 @@
 #include <string>
 #include <vector>
 
-namespace mlxq {
+#include "mlxq/model.h"
 
-struct LoadOptions {
-  int threads = 0;             // 0: all cores
-  int64_t max_context = 8192;  // KV-cache positions of a session (prompt + answers)
-  int64_t max_chunk = 256;     // tokens per prefill step
-  bool exact = false;          // f32 activations in every matmul (default: two int8 parts into quantized ones)
-  bool int8 = false;           // one int8 part (faster prefill, less accurate; ignored with exact)
-  // The interleaved weights file written by `mlxq repack`: "auto" (<model dir>/mlxq-interleaved.bin
-  // when present and matching), "off", or a path.
-  std::string interleaved = "auto";
-};
+namespace mlxq {
 
 // Per-turn settings. Unset fields fall back to the session's default config, then to
 // generation_config.json, then to the engine default (greedy for temperature).
@@ -86,6 +78,7 @@ using EventCallback = std::function<void(const StreamEvent&)>;
 struct SessionOptions {
   std::string system;          // prepended while the history is empty
   ChatConfig default_config;
+  int64_t max_context = 0;     // KV-cache positions; 0: the model's LoadOptions::max_context
 };
 
 class Session {
@@ -113,16 +106,20 @@ class Session {
   // Logits of the last position prefilled or decoded (tests compare cached and fresh prefills).
   const std::vector<float>& last_logits() const;
   std::string model_path() const;
+  const std::shared_ptr<Model>& model() const;  // the model this session runs on
+  int64_t max_context() const;
+  // Bytes of this session's KV cache as allocated (pages are committed as positions fill).
+  uint64_t kv_cache_bytes() const;
 
  private:
-  friend std::unique_ptr<Session> load_session(const std::string&, const LoadOptions&, const SessionOptions&);
+  friend class Model;
   struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
-// Opens a checkpoint directory (config.json, safetensors, tokenizer.json) as a chat session.
-// Throws mlxq::Error (a std::runtime_error) naming the file or field at fault.
+// Opens a checkpoint directory (config.json, safetensors, tokenizer.json) as a chat session: the
+// same as load_model(path, options)->create_session(session).
 std::unique_ptr<Session> load_session(const std::string& path, const LoadOptions& options = {},
                                       const SessionOptions& session = {});
 

@@ -1,23 +1,22 @@
-// Session: one conversation over a loaded Gemma-4 checkpoint. A turn builds its prompt tokens (a
-// delta on the live KV cache when possible, else a full render), prefills, then samples and
-// decodes until a stop token, the length limit, a stop string or a cancel, streaming parsed
-// deltas. Timing and KV-reuse rules follow session-and-benchmark.md §5.3 and §6.2.
+// Session: one conversation on a loaded model (model_impl.h). A turn goes in four steps:
+// prompt (a delta on the live KV cache when possible, else a full render), sampler, decode loop
+// (prefill, then sample and decode until a stop token, the length limit, a stop string or a
+// cancel, streaming parsed deltas) and commit. Timing and KV-reuse rules follow
+// session-and-benchmark.md §5.3 and §6.2. The forward passes go through the model's scheduler,
+// so sessions on one model may run turns on different threads.
 #include <atomic>
 #include <chrono>
-#include <filesystem>
-#include <future>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "core/error.h"
+#include "engine/answer_stream.h"
+#include "engine/model_impl.h"
 #include "engine/prompt.h"
 #include "mlxq/session.h"
-#include "model/gemma4/model.h"
 #include "text/gemma4_tokens.h"
-#include "text/output_parser.h"
 #include "text/sampler.h"
 
-namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 
 namespace mlxq {
@@ -35,6 +34,7 @@ const char* to_string(FinishReason r) {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using engine::AnswerStream;
 
 template <class T>
 void merge(std::optional<T>& into, const std::optional<T>& from) {
@@ -67,53 +67,14 @@ bool thinking_for(const std::optional<std::string>& effort) {
   return effort && (*effort == "medium" || *effort == "high");
 }
 
-// Holds back the tail of the answer that could still become a stop string, and cuts the answer
-// at the first stop string found (earliest match, longest on a tie).
-class StopFilter {
- public:
-  explicit StopFilter(const std::vector<std::string>& stops) : stops_(stops) {
-    for (const auto& s : stops_) hold_ = std::max(hold_, s.size());
-  }
-  // Returns the text now safe to emit; sets *hit when a stop string completed.
-  std::string push(const std::string& delta, bool* hit) {
-    pending_ += delta;
-    size_t best = std::string::npos, best_len = 0;
-    for (const auto& s : stops_) {
-      if (s.empty()) continue;
-      const size_t at = pending_.find(s);
-      if (at != std::string::npos && (at < best || (at == best && s.size() > best_len))) best = at, best_len = s.size();
-    }
-    if (best != std::string::npos) {
-      *hit = true;
-      std::string out = pending_.substr(0, best);
-      pending_.clear();
-      return out;
-    }
-    size_t keep = hold_ > 0 ? std::min(pending_.size(), hold_ - 1) : 0;
-    size_t cut = pending_.size() - keep;
-    while (cut > 0 && cut < pending_.size() && (static_cast<unsigned char>(pending_[cut]) & 0xC0) == 0x80) --cut;
-    std::string out = pending_.substr(0, cut);
-    pending_.erase(0, cut);
-    return out;
-  }
-  std::string flush() { return std::exchange(pending_, {}); }
-
- private:
-  std::vector<std::string> stops_;
-  size_t hold_ = 0;
-  std::string pending_;
-};
-
 }  // namespace
 
 struct Session::Impl {
-  std::string path;
-  LoadOptions load;
+  std::shared_ptr<Model> owner;  // keeps the model alive
+  Model::Impl& m;
   SessionOptions opt;
-  std::unique_ptr<model::gemma4::Model> model;
-  std::unique_ptr<text::Tokenizer> tok;
-  model::gemma4::GenerationConfig gen;
-  std::unique_ptr<model::gemma4::KvCache> cache;
+  int64_t max_context;
+  model::gemma4::KvCache cache;
   std::vector<int32_t> history;     // tokens whose KV is in the cache
   ordered_json messages = ordered_json::array();  // committed conversation, for full re-renders
   std::string tools_at_start;       // tools JSON the cached prefix was rendered with
@@ -124,13 +85,43 @@ struct Session::Impl {
   int turns = 0;
   std::atomic<bool> busy{false}, cancel{false};
 
-  ChatResult run_turn(const std::string* user_text, const ToolCall* answered, const std::string& tool_content,
-                      const ChatConfig& call_config, const EventCallback& on_event);
-  ChatResult run_turn_locked(const std::string* user_text, const ToolCall* answered,
-                             const std::string& tool_content, const ChatConfig& call_config,
-                             const EventCallback& on_event);
+  Impl(std::shared_ptr<Model> model, const SessionOptions& options)
+      : owner(std::move(model)),
+        m(owner->impl()),
+        opt(options),
+        max_context(options.max_context > 0 ? options.max_context : m.load.max_context),
+        cache(m.net->make_cache(max_context)),
+        logits(size_t(m.net->config().vocab_size)) {
+    ++m.sessions;
+  }
+  ~Impl() { --m.sessions; }
+
+  // What a turn adds: a user message, or the result of the pending tool call.
+  struct TurnInput {
+    const std::string* user_text = nullptr;
+    const ToolCall* answered = nullptr;
+    std::string tool_content;
+  };
+  struct Prompt {
+    std::vector<int32_t> tokens;  // to prefill
+    int cached = 0;               // reused prefix
+    ordered_json message;         // the message this turn adds to the conversation
+  };
+  struct Decoded {
+    std::vector<int32_t> generated;
+    int32_t stop_token = -1;  // the stop token sampled, or -1
+    FinishReason finish = FinishReason::Stop;
+  };
+
+  ChatResult run_turn(const TurnInput& in, const ChatConfig& call_config, const EventCallback& on_event);
+  ChatResult turn(const TurnInput& in, const ChatConfig& cfg, const EventCallback& on_event);
+  Prompt build_prompt(const TurnInput& in, const ChatConfig& cfg, bool thinking);
+  text::Sampler make_sampler(const ChatConfig& cfg) const;
+  Decoded decode(const Prompt& prompt, const ChatConfig& cfg, text::Sampler& sampler, AnswerStream& out,
+                 ChatResult& r);
+  void commit(const Prompt& prompt, const Decoded& d, const ChatResult& r);
   void clear_cache() {
-    cache->reset();
+    cache.reset();
     history.clear();
   }
 };
@@ -138,269 +129,56 @@ struct Session::Impl {
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Session::~Session() = default;
 
-std::unique_ptr<Session> load_session(const std::string& path, const LoadOptions& options,
-                                      const SessionOptions& session) {
-  auto impl = std::make_unique<Session::Impl>();
-  impl->path = path;
-  impl->load = options;
-  impl->opt = session;
-  check(options.max_context > 0 && options.max_chunk > 0, "load_session: max_context and max_chunk must be positive");
-  // The tokenizer (about 0.4 s of JSON for Gemma 4's 262k pieces) loads on another thread while
-  // the model maps and checks its weights and the KV cache is allocated (the directory is the
-  // one io::Checkpoint uses: the path itself, or a single file's folder).
-  const std::string dir = fs::is_regular_file(path) ? fs::path(path).parent_path().string() : path;
-  const std::string tok_path = (fs::path(dir) / "tokenizer.json").string();
-  std::future<text::Tokenizer> tok = std::async(std::launch::async, [tok_path] {
-    check(fs::exists(tok_path), tok_path + ": missing (a chat session needs the checkpoint's tokenizer)");
-    return text::Tokenizer::from_file(tok_path);
-  });
-  impl->model = std::make_unique<model::gemma4::Model>(
-      path, model::gemma4::ModelOptions{options.threads, options.max_chunk, options.exact, options.int8,
-                                        options.interleaved});
-  impl->cache = std::make_unique<model::gemma4::KvCache>(impl->model->make_cache(options.max_context));
-  impl->tok = std::make_unique<text::Tokenizer>(tok.get());
-  check(impl->tok->vocab_size() <= impl->model->config().vocab_size,
-        tok_path + ": " + std::to_string(impl->tok->vocab_size()) + " tokens, more than the model's vocab_size " +
-            std::to_string(impl->model->config().vocab_size));
-  impl->gen = model::gemma4::load_generation_config(impl->model->checkpoint().dir(), impl->model->config());
-  impl->logits.resize(size_t(impl->model->config().vocab_size));
-  return std::unique_ptr<Session>(new Session(std::move(impl)));
+std::unique_ptr<Session> Model::create_session() { return create_session(SessionOptions{}); }
+
+std::unique_ptr<Session> Model::create_session(const SessionOptions& options) {
+  check(options.max_context >= 0, "SessionOptions::max_context must not be negative");
+  return std::unique_ptr<Session>(new Session(std::make_unique<Session::Impl>(shared_from_this(), options)));
 }
 
-ChatResult Session::Impl::run_turn(const std::string* user_text, const ToolCall* answered,
-                                   const std::string& tool_content, const ChatConfig& call_config,
-                                   const EventCallback& on_event) {
+std::unique_ptr<Session> load_session(const std::string& path, const LoadOptions& options,
+                                      const SessionOptions& session) {
+  return load_model(path, options)->create_session(session);
+}
+
+ChatResult Session::Impl::run_turn(const TurnInput& in, const ChatConfig& call_config, const EventCallback& on_event) {
   bool expected = false;
   check(busy.compare_exchange_strong(expected, true), "session: another send is in flight");
   struct Release { std::atomic<bool>& b; ~Release() { b = false; } } release{busy};
   cancel = false;
   try {
-    return run_turn_locked(user_text, answered, tool_content, call_config, on_event);
+    return turn(in, merged(opt.default_config, call_config), on_event);
   } catch (...) {
     cache_valid = false;  // the cache may hold part of the failed turn: the next turn re-prefills
     throw;
   }
 }
 
-ChatResult Session::Impl::run_turn_locked(const std::string* user_text, const ToolCall* answered,
-                                          const std::string& tool_content, const ChatConfig& call_config,
-                                          const EventCallback& on_event) {
-
-  const ChatConfig cfg = merged(opt.default_config, call_config);
+// A turn in four steps: prompt, sampler, decode loop, commit.
+ChatResult Session::Impl::turn(const TurnInput& in, const ChatConfig& cfg, const EventCallback& on_event) {
   const bool thinking = thinking_for(cfg.reasoning_effort);
-  const int max_new = std::max(0, cfg.max_new_tokens.value_or(2048));
-  ordered_json tools = nullptr;
-  if (cfg.tools_json && !cfg.tools_json->empty()) {
-    tools = ordered_json::parse(*cfg.tools_json, nullptr, false);
-    check(!tools.is_discarded() && tools.is_array(), "config.tools_json: not a JSON array of tools");
-  }
-  const std::string tools_key = tools.is_null() ? "" : tools.dump();
-
-  // The message this turn adds to the conversation.
-  ordered_json turn_msg;
-  if (user_text) {
-    turn_msg = {{"role", "user"}, {"content", *user_text}};
-  } else {
-    turn_msg = {{"role", "tool"}, {"tool_call_id", answered->id}, {"content", tool_content}};
-  }
-
-  // Prompt: a delta on the live cache when it is a strict extension, else a full render (§6.2).
-  std::vector<int32_t> prompt;
-  const bool can_extend = !history.empty() && cache_valid && thinking == thinking_at_start && tools_key == tools_at_start;
-  int cached = 0;
-  if (can_extend) {
-    prompt = user_text ? engine::user_turn_delta(*tok, *user_text, thinking)
-                       : engine::tool_result_delta(*tok, answered->name, answered->id, tool_content, thinking);
-    cached = int(history.size());
-  } else {
-    ordered_json msgs = ordered_json::array();
-    if (!opt.system.empty() && (messages.empty() || messages[0]["role"] != "system"))
-      msgs.push_back({{"role", "system"}, {"content", opt.system}});
-    for (const auto& m : messages) msgs.push_back(m);
-    msgs.push_back(turn_msg);
-    text::TemplateOptions topt;
-    topt.add_generation_prompt = true;
-    topt.enable_thinking = thinking;
-    prompt = engine::render_prompt_tokens(*tok, msgs, tools, topt);
-    clear_cache();
-    thinking_at_start = thinking;
-    tools_at_start = tools_key;
-  }
-  const int64_t prompt_total = int64_t(history.size() + prompt.size());
-  check(prompt_total < load.max_context,
-        "prompt of " + std::to_string(prompt_total) + " tokens does not fit the session's max_context of " +
-            std::to_string(load.max_context) + " (LoadOptions::max_context)");
-
-  // Sampler: request, then generation_config.json, then greedy.
-  text::GenerationDefaults req, gcfg;
-  if (cfg.temperature) req.temperature = *cfg.temperature;
-  if (cfg.top_p) req.top_p = *cfg.top_p;
-  if (cfg.min_p) req.min_p = *cfg.min_p;
-  if (cfg.top_k) req.top_k = *cfg.top_k;
-  gcfg.temperature = gen.temperature;
-  gcfg.top_p = gen.top_p;
-  gcfg.min_p = gen.min_p;
-  gcfg.top_k = gen.top_k;
-  text::SamplerConfig base;
-  base.repetition_penalty = cfg.repetition_penalty.value_or(1.0f);
-  base.presence_penalty = cfg.presence_penalty.value_or(0.0f);
-  base.frequency_penalty = cfg.frequency_penalty.value_or(0.0f);
-  base.seed = cfg.seed ? *cfg.seed : std::random_device{}();
-  base.logit_bias = cfg.logit_bias;
-  text::Sampler sampler(text::resolve_sampler_config(req, gcfg, base), model->config().vocab_size);
-
-  std::vector<int32_t> seen = history;  // penalty window: prompt and output so far
-  seen.insert(seen.end(), prompt.begin(), prompt.end());
+  const Prompt prompt = build_prompt(in, cfg, thinking);
+  text::Sampler sampler = make_sampler(cfg);
 
   ChatResult r;
   r.thinking_enabled = thinking;
-  r.cached_tokens = cached;
-  r.prefill_tokens = int(prompt.size());
-  r.prompt_tokens = int(prompt_total);
+  r.cached_tokens = prompt.cached;
+  r.prefill_tokens = int(prompt.tokens.size());
+  r.prompt_tokens = int(history.size() + prompt.tokens.size());
+  AnswerStream out(*m.tok, cfg.stop, on_event);
+  const Decoded d = decode(prompt, cfg, sampler, out, r);
+  out.finish(d.stop_token, turns, r);
 
-  const auto t_start = Clock::now();
-  model->forward(prompt, *cache, logits.data(), false);
-  std::vector<int32_t> generated;
-  const int64_t vocab = model->config().vocab_size;
-  auto sample = [&] {
-    if (cfg.logits_processor) cfg.logits_processor(logits.data(), vocab, generated);
-    return sampler.sample(logits.data(), seen);
-  };
-  int32_t token = sample();
-  const auto t_first = Clock::now();
-
-  text::OutputParser parser(false);
-  text::Detokenizer detok(*tok);
-  StopFilter stops(cfg.stop);
-  std::vector<text::ParseEvent> events;
-  bool stop_hit = false, in_channel = false;
-  int channel_tokens = 0;
-  int32_t stop_token = -1;
-  FinishReason finish = FinishReason::Stop;
-  std::string answer;  // content as emitted (after stop-string filtering)
-
-  auto emit = [&](std::string_view text, bool reasoning) {
-    if (on_event && !text.empty()) {
-      StreamEvent e;
-      e.text = std::string(text);
-      e.is_reasoning = reasoning;
-      on_event(e);
-    }
-  };
-  auto handle_events = [&] {
-    for (const auto& e : events) {
-      if (e.kind == text::ParseEvent::Kind::Reasoning) {
-        emit(e.text, true);
-      } else if (e.kind == text::ParseEvent::Kind::Text && !stop_hit) {
-        const std::string safe = stops.push(e.text, &stop_hit);
-        answer += safe;
-        emit(safe, false);
-      }
-    }
-    events.clear();
-  };
-
-  for (;;) {
-    generated.push_back(token);
-    seen.push_back(token);
-    const bool is_stop = !cfg.ignore_eos && std::find(std::begin(text::gemma4::kStopTokens),
-                                                      std::end(text::gemma4::kStopTokens), token) !=
-                                                std::end(text::gemma4::kStopTokens);
-    if (is_stop) {
-      stop_token = token;
-      break;
-    }
-    if (token == text::gemma4::kChannelOpen) in_channel = true;
-    if (token == text::gemma4::kChannelClose || token == text::gemma4::kToolCallOpen) in_channel = false;
-    if (in_channel) ++channel_tokens, ++r.reasoning_tokens;
-    const std::string piece = detok.push(token);
-    r.raw_text += piece;
-    parser.feed(piece, events);
-    handle_events();
-    if (stop_hit) break;
-    if (int(generated.size()) >= max_new || cache->pos() + 1 >= load.max_context) {
-      finish = FinishReason::Length;
-      break;
-    }
-    if (cancel) {
-      finish = FinishReason::Cancelled;
-      break;
-    }
-    model->forward(std::span(&token, 1), *cache, logits.data(), false);
-    if (cfg.thinking_token_budget && in_channel && channel_tokens >= *cfg.thinking_token_budget) {
-      token = text::gemma4::kChannelClose;  // budget spent: force the channel closed
-    } else {
-      token = sample();
-    }
-  }
-  const auto t_end = Clock::now();
-  if (stop_token >= 0 && stop_token != text::gemma4::kEos) r.raw_text += tok->piece(stop_token);
-  const std::string tail = detok.flush();
-  r.raw_text += tail;
-  parser.feed(tail, events);
-  parser.finish(events);
-  handle_events();
-  if (!stop_hit) {
-    const std::string rest = stops.flush();
-    answer += rest;
-    emit(rest, false);
-  }
-
-  r.num_tokens = int(generated.size());
-  r.text = stop_hit ? answer : parser.content();
-  if (parser.has_reasoning()) r.thinking = parser.reasoning();
-  int idx = 0;
-  for (const auto& c : parser.tool_calls()) {
-    ToolCall tc;
-    tc.id = "call_" + std::to_string(turns) + "_" + std::to_string(idx++);
-    tc.name = c.name;
-    tc.arguments_json = c.arguments.dump();
-    tc.status = text::to_string(c.status);
-    r.tool_calls.push_back(tc);
-  }
+  r.num_tokens = int(d.generated.size());
   const bool any_ok = std::any_of(r.tool_calls.begin(), r.tool_calls.end(), [](const ToolCall& c) { return c.status == "ok"; });
-  if (finish == FinishReason::Stop && (stop_token == text::gemma4::kToolResponseOpen || any_ok))
-    finish = FinishReason::ToolCalls;
-  r.finish_reason = finish;
+  r.finish_reason = d.finish;
+  if (d.finish == FinishReason::Stop && (d.stop_token == text::gemma4::kToolResponseOpen || any_ok))
+    r.finish_reason = FinishReason::ToolCalls;
 
-  const double ttft = std::chrono::duration<double>(t_first - t_start).count();
-  const double dec = std::chrono::duration<double>(t_end - t_first).count();
-  r.performance.ttft_ms = ttft * 1e3;
-  r.performance.prefill_tokens_per_second = ttft > 0 ? double(prompt.size()) / ttft : 0;
-  r.performance.decode_tokens_per_second = generated.size() > 1 && dec > 0 ? double(generated.size() - 1) / dec : 0;
-
-  if (finish == FinishReason::Cancelled) {
+  if (r.finish_reason == FinishReason::Cancelled) {
     cache_valid = false;  // the cache holds an uncommitted turn; the next turn re-prefills
   } else {
-    // Commit: the cache holds the prompt and every generated token but the last sampled one.
-    // A stop token is never forwarded (the next delta re-adds it); any other last token is
-    // forwarded now so that cache and history agree (a length exit or a stop string).
-    history.insert(history.end(), prompt.begin(), prompt.end());
-    const size_t n_forwarded = generated.size() - 1;
-    history.insert(history.end(), generated.begin(), generated.begin() + long(n_forwarded));
-    if (stop_token < 0 && cache->pos() < load.max_context) {
-      model->forward(std::span(&generated.back(), 1), *cache, logits.data(), false);
-      history.push_back(generated.back());
-    }
-    // After a stop string or length exit the template's next delta starts with <turn|>, which
-    // stands for the unfinished model turn's close: the conversation stays consistent.
-    messages.push_back(turn_msg);
-    ordered_json a = {{"role", "assistant"}, {"content", r.text}};
-    if (any_ok) {
-      ordered_json calls = ordered_json::array();
-      for (const auto& c : r.tool_calls) {
-        if (c.status != "ok") continue;
-        calls.push_back({{"id", c.id}, {"type", "function"},
-                         {"function", {{"name", c.name}, {"arguments", ordered_json::parse(c.arguments_json)}}}});
-      }
-      a["tool_calls"] = calls;
-    }
-    messages.push_back(a);
-    pending.clear();
-    if (finish == FinishReason::ToolCalls)
-      for (const auto& c : r.tool_calls)
-        if (c.status == "ok") pending.push_back(c);
-    ++turns;
+    commit(prompt, d, r);
   }
   if (on_event) {
     StreamEvent e;
@@ -412,13 +190,161 @@ ChatResult Session::Impl::run_turn_locked(const std::string* user_text, const To
   return r;
 }
 
+// Step 1: a delta on the live cache when it is a strict extension, else a full render (§6.2).
+Session::Impl::Prompt Session::Impl::build_prompt(const TurnInput& in, const ChatConfig& cfg, bool thinking) {
+  ordered_json tools = nullptr;
+  if (cfg.tools_json && !cfg.tools_json->empty()) {
+    tools = ordered_json::parse(*cfg.tools_json, nullptr, false);
+    check(!tools.is_discarded() && tools.is_array(), "config.tools_json: not a JSON array of tools");
+  }
+  const std::string tools_key = tools.is_null() ? "" : tools.dump();
+
+  Prompt p;
+  if (in.user_text) {
+    p.message = {{"role", "user"}, {"content", *in.user_text}};
+  } else {
+    p.message = {{"role", "tool"}, {"tool_call_id", in.answered->id}, {"content", in.tool_content}};
+  }
+  const bool can_extend = !history.empty() && cache_valid && thinking == thinking_at_start && tools_key == tools_at_start;
+  if (can_extend) {
+    p.tokens = in.user_text ? engine::user_turn_delta(*m.tok, *in.user_text, thinking)
+                            : engine::tool_result_delta(*m.tok, in.answered->name, in.answered->id, in.tool_content,
+                                                        thinking);
+    p.cached = int(history.size());
+  } else {
+    ordered_json msgs = ordered_json::array();
+    if (!opt.system.empty() && (messages.empty() || messages[0]["role"] != "system"))
+      msgs.push_back({{"role", "system"}, {"content", opt.system}});
+    for (const auto& msg : messages) msgs.push_back(msg);
+    msgs.push_back(p.message);
+    text::TemplateOptions topt;
+    topt.add_generation_prompt = true;
+    topt.enable_thinking = thinking;
+    p.tokens = engine::render_prompt_tokens(*m.tok, msgs, tools, topt);
+    clear_cache();
+    thinking_at_start = thinking;
+    tools_at_start = tools_key;
+  }
+  const int64_t total = int64_t(history.size() + p.tokens.size());
+  check(total < max_context, "prompt of " + std::to_string(total) + " tokens does not fit the session's max_context of " +
+                                 std::to_string(max_context) + " (LoadOptions / SessionOptions::max_context)");
+  return p;
+}
+
+// Step 2: the request's settings, then generation_config.json's, then greedy.
+text::Sampler Session::Impl::make_sampler(const ChatConfig& cfg) const {
+  text::GenerationDefaults req, gcfg;
+  if (cfg.temperature) req.temperature = *cfg.temperature;
+  if (cfg.top_p) req.top_p = *cfg.top_p;
+  if (cfg.min_p) req.min_p = *cfg.min_p;
+  if (cfg.top_k) req.top_k = *cfg.top_k;
+  gcfg.temperature = m.gen.temperature;
+  gcfg.top_p = m.gen.top_p;
+  gcfg.min_p = m.gen.min_p;
+  gcfg.top_k = m.gen.top_k;
+  text::SamplerConfig base;
+  base.repetition_penalty = cfg.repetition_penalty.value_or(1.0f);
+  base.presence_penalty = cfg.presence_penalty.value_or(0.0f);
+  base.frequency_penalty = cfg.frequency_penalty.value_or(0.0f);
+  base.seed = cfg.seed ? *cfg.seed : std::random_device{}();
+  base.logit_bias = cfg.logit_bias;
+  return text::Sampler(text::resolve_sampler_config(req, gcfg, base), m.net->config().vocab_size);
+}
+
+// Step 3: prefill, then sample / decode until a stop token, the length limit, a stop string or a
+// cancel. Timing as §5.3 defines it.
+Session::Impl::Decoded Session::Impl::decode(const Prompt& prompt, const ChatConfig& cfg, text::Sampler& sampler,
+                                             AnswerStream& out, ChatResult& r) {
+  const int max_new = std::max(0, cfg.max_new_tokens.value_or(2048));
+  const int64_t vocab = m.net->config().vocab_size;
+  std::vector<int32_t> seen = history;  // penalty window: prompt and output so far
+  seen.insert(seen.end(), prompt.tokens.begin(), prompt.tokens.end());
+  Decoded d;
+  auto sample = [&] {
+    if (cfg.logits_processor) cfg.logits_processor(logits.data(), vocab, d.generated);
+    return sampler.sample(logits.data(), seen);
+  };
+
+  const auto t_start = Clock::now();
+  m.scheduler->forward(prompt.tokens, cache, logits.data());
+  int32_t token = sample();
+  const auto t_first = Clock::now();
+  bool in_channel = false;
+  int channel_tokens = 0;
+  for (;;) {
+    d.generated.push_back(token);
+    seen.push_back(token);
+    if (!cfg.ignore_eos && text::gemma4::is_stop_token(token)) {
+      d.stop_token = token;
+      break;
+    }
+    if (token == text::gemma4::kChannelOpen) in_channel = true;
+    if (token == text::gemma4::kChannelClose || token == text::gemma4::kToolCallOpen) in_channel = false;
+    if (in_channel) ++channel_tokens, ++r.reasoning_tokens;
+    if (out.push(token)) break;  // a stop string completed
+    if (int(d.generated.size()) >= max_new || cache.pos() + 1 >= max_context) {
+      d.finish = FinishReason::Length;
+      break;
+    }
+    if (cancel) {
+      d.finish = FinishReason::Cancelled;
+      break;
+    }
+    m.scheduler->forward(std::span(&token, 1), cache, logits.data());
+    if (cfg.thinking_token_budget && in_channel && channel_tokens >= *cfg.thinking_token_budget) {
+      token = text::gemma4::kChannelClose;  // budget spent: force the channel closed
+    } else {
+      token = sample();
+    }
+  }
+  const auto t_end = Clock::now();
+  const double ttft = std::chrono::duration<double>(t_first - t_start).count();
+  const double dec = std::chrono::duration<double>(t_end - t_first).count();
+  const size_t n = d.generated.size();
+  r.performance.ttft_ms = ttft * 1e3;
+  r.performance.prefill_tokens_per_second = ttft > 0 ? double(prompt.tokens.size()) / ttft : 0;
+  r.performance.decode_tokens_per_second = n > 1 && dec > 0 ? double(n - 1) / dec : 0;
+  return d;
+}
+
+// Step 4: the cache holds the prompt and every generated token but the last sampled one. A stop
+// token is never forwarded (the next delta re-adds it); any other last token is forwarded now so
+// that cache and history agree (a length exit or a stop string). After a stop string or length
+// exit the template's next delta starts with <turn|>, which stands for the unfinished model
+// turn's close: the conversation stays consistent.
+void Session::Impl::commit(const Prompt& prompt, const Decoded& d, const ChatResult& r) {
+  history.insert(history.end(), prompt.tokens.begin(), prompt.tokens.end());
+  history.insert(history.end(), d.generated.begin(), d.generated.end() - 1);
+  if (d.stop_token < 0 && cache.pos() < max_context) {
+    m.scheduler->forward(std::span(&d.generated.back(), 1), cache, logits.data());
+    history.push_back(d.generated.back());
+  }
+  messages.push_back(prompt.message);
+  ordered_json a = {{"role", "assistant"}, {"content", r.text}};
+  ordered_json calls = ordered_json::array();
+  for (const auto& c : r.tool_calls) {
+    if (c.status != "ok") continue;
+    calls.push_back({{"id", c.id}, {"type", "function"},
+                     {"function", {{"name", c.name}, {"arguments", ordered_json::parse(c.arguments_json)}}}});
+  }
+  if (!calls.empty()) a["tool_calls"] = calls;
+  messages.push_back(a);
+  pending.clear();
+  if (r.finish_reason == FinishReason::ToolCalls)
+    for (const auto& c : r.tool_calls)
+      if (c.status == "ok") pending.push_back(c);
+  ++turns;
+}
+
 ChatResult Session::send(const std::string& text, const ChatConfig& config) {
   return send_stream(text, config, {});
 }
 
 ChatResult Session::send_stream(const std::string& text, const ChatConfig& config, const EventCallback& on_event) {
   check(impl_->pending.empty(), "session: answer the pending tool call with send_tool_result first");
-  return impl_->run_turn(&text, nullptr, "", config, on_event);
+  Impl::TurnInput in;
+  in.user_text = &text;
+  return impl_->run_turn(in, config, on_event);
 }
 
 ChatResult Session::send_tool_result(const std::string& call_id, const std::string& content, const ChatConfig& config) {
@@ -433,8 +359,11 @@ ChatResult Session::send_tool_result_stream(const std::string& call_id, const st
   const ToolCall call = impl_->pending[0];
   check(call.id == call_id, "session: no outstanding tool call with id '" + call_id + "' (expected '" + call.id + "')");
   impl_->pending.clear();
+  Impl::TurnInput in;
+  in.answered = &call;
+  in.tool_content = content;
   try {
-    return impl_->run_turn(nullptr, &call, content, config, on_event);
+    return impl_->run_turn(in, config, on_event);
   } catch (...) {
     impl_->pending = {call};  // still unanswered
     throw;
@@ -456,6 +385,9 @@ int Session::turns() const { return impl_->turns; }
 int Session::pending_tool_calls() const { return int(impl_->pending.size()); }
 const std::vector<int32_t>& Session::history() const { return impl_->history; }
 const std::vector<float>& Session::last_logits() const { return impl_->logits; }
-std::string Session::model_path() const { return impl_->path; }
+std::string Session::model_path() const { return impl_->m.path; }
+const std::shared_ptr<Model>& Session::model() const { return impl_->owner; }
+int64_t Session::max_context() const { return impl_->max_context; }
+uint64_t Session::kv_cache_bytes() const { return impl_->cache.bytes(); }
 
 }  // namespace mlxq

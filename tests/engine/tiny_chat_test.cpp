@@ -4,9 +4,12 @@
 // to do: answer, think only when asked, call the weather tool and use its result.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/error.h"
 #include "engine/transcript.h"
@@ -157,6 +160,62 @@ TEST(TinyChat, CallsTheWeatherToolAndUsesItsResult) {
     EXPECT_NE(ans.text.find("cloudy"), std::string::npos) << effort << ": " << ans.raw_text;
     EXPECT_NE(ans.text.find("14"), std::string::npos) << effort << ": " << ans.raw_text;
   }
+}
+
+// Two sessions on one loaded model run their conversations from two threads at once; each gets
+// exactly the tokens it gets running alone (greedy), and the model is shared, not copied.
+TEST(TinyChat, TwoSessionsOnOneModelRunConcurrentlyAsIfAlone) {
+  LoadOptions lo;
+  lo.threads = 2;
+  lo.max_context = 1024;
+  const std::shared_ptr<Model> model = load_model(q3_path(), lo);
+  const std::vector<std::vector<std::string>> convs = {
+      {"What is the capital of France?", "And of Japan?", "Tell me more."},
+      {"What is the capital of Canada?", "What about Peru?", "Tell me more."}};
+  struct Run {
+    std::vector<std::string> raw;
+    std::vector<int32_t> history;
+    std::chrono::steady_clock::time_point start, end;
+  };
+  auto run = [&](Session& s, const std::vector<std::string>& turns) {
+    Run r;
+    r.start = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < turns.size(); ++i) {
+      ChatConfig c = greedy();
+      if (i + 1 == turns.size()) c.ignore_eos = true, c.max_new_tokens = 60;  // a long decode to overlap
+      r.raw.push_back(s.send(turns[i], c).raw_text);
+    }
+    r.end = std::chrono::steady_clock::now();
+    r.history = s.history();
+    return r;
+  };
+  std::vector<Run> alone;
+  for (const auto& turns : convs) alone.push_back(run(*model->create_session(), turns));
+
+  auto s0 = model->create_session(), s1 = model->create_session();
+  EXPECT_EQ(model->live_sessions(), 2);
+  EXPECT_EQ(s0->model(), model);
+  std::vector<Run> together(2);
+  std::atomic<int> ready{0};
+  auto body = [&](int i, Session* s) {
+    ++ready;
+    while (ready < 2) std::this_thread::yield();
+    together[size_t(i)] = run(*s, convs[size_t(i)]);
+  };
+  std::thread t0(body, 0, s0.get()), t1(body, 1, s1.get());
+  t0.join();
+  t1.join();
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(together[i].raw, alone[i].raw) << "conversation " << i;
+    EXPECT_EQ(together[i].history, alone[i].history) << "conversation " << i;
+  }
+  EXPECT_NE(together[0].raw[0].find("Paris"), std::string::npos) << together[0].raw[0];
+  EXPECT_NE(together[1].raw[0].find("Ottawa"), std::string::npos) << together[1].raw[0];
+  // The two ran at the same time, not one after the other.
+  EXPECT_LT(together[0].start, together[1].end);
+  EXPECT_LT(together[1].start, together[0].end);
+  s0.reset();
+  EXPECT_EQ(model->live_sessions(), 1);
 }
 
 TEST(Transcript, FlagsTheModelsTokensAndRejectsMalformedConversations) {

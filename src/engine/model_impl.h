@@ -1,0 +1,26 @@
+// What a loaded mlxq::Model holds (engine-internal): the network with its thread pool, the
+// tokenizer, the generation defaults, and the scheduler every session's forward pass goes through.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "engine/scheduler.h"
+#include "mlxq/model.h"
+#include "model/gemma4/config.h"
+#include "model/gemma4/model.h"
+#include "text/tokenizer.h"
+
+namespace mlxq {
+
+struct Model::Impl {
+  std::string path;
+  LoadOptions load;
+  std::unique_ptr<model::gemma4::Model> net;
+  std::unique_ptr<text::Tokenizer> tok;  // immutable after loading: shared by the sessions
+  model::gemma4::GenerationConfig gen;
+  std::unique_ptr<engine::Scheduler> scheduler;
+  std::atomic<int> sessions{0};
+};
+
+}  // namespace mlxq
