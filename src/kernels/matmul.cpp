@@ -1,4 +1,4 @@
-// matmul: picks a kernel per task (matmul_q8.h), splits all tasks' rows over the pool by cost
+// matmul: picks a kernel per task (matmul_internal.h), splits all tasks' rows over the pool by cost
 // (weight bytes plus arithmetic), and quantizes activations for the int8 kernel.
 #include "kernels/matmul.h"
 
@@ -12,7 +12,7 @@
 #endif
 
 #include "core/error.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 
 namespace mlxq::kernels {
 

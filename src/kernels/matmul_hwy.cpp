@@ -13,7 +13,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 #include "quant/affine.h"
 
 HWY_BEFORE_NAMESPACE();

@@ -22,7 +22,7 @@
 
 #include "kernels/il16_steps_avx512.h"
 #include "kernels/interleaved.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 
 namespace mlxq::kernels::q8 {
 

@@ -21,7 +21,7 @@
 #include <cstring>
 
 #include "kernels/matmul.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 #include "quant/affine.h"
 
 namespace mlxq::kernels::q8 {

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/matmul.h"
 
 namespace mlxq::kernels::q8 {

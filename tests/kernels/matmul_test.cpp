@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/test_matrix.h"
 #include "kernels/vector_ops.h"
 #include "hwy_targets.h"
