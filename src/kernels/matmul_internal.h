@@ -1,14 +1,54 @@
 // Internal to src/kernels (and its tests): the contract between matmul.cpp and the per-ISA
-// kernels: the int8 activation layout and the kernels' entry points. Code outside src/kernels
-// includes kernels/matmul.h only.
+// kernels. The one chooser that decides which kernel runs a matrix (dispatch, cost model, row
+// alignment and kernel_name all ask it, so they cannot disagree), the int8 activation layout
+// and the kernels' entry points. Code outside src/kernels includes kernels/matmul.h only.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "kernels/matmul.h"
 
 namespace mlxq::kernels {
 
-// Rows [r0, r1) of one task on one thread (the per-thread body of matmul; tests call it).
+// ---- Which kernel runs a matrix ----------------------------------------------------------------
+
+enum class KernelId {
+  Q8Avx512,    // int8 activations x packed codes, checkpoint layout (matmul_q8_avx512.cpp)
+  Il16Avx512,  // the same sums over the 16-row interleaved copy (matmul_il16_avx512.cpp)
+  Il16Amx,     // the interleaved copy on AMX-INT8 tiles, several tokens (matmul_il16_amx.cpp)
+  Q8Avx2,      // int8 activations, 2-6 bit codes, AVX2 + FMA (matmul_q8_avx2.cpp)
+  Bf16Amx,     // dense bf16 weights on AMX-BF16 tiles (matmul_bf16_amx.cpp)
+  Bf16Avx512,  // dense bf16 weights, AVX512-BF16 dot products (matmul_bf16_avx512.cpp)
+  F32Hwy,      // f32 activations, weights dequantized to f32, any matrix (matmul_hwy.cpp)
+};
+
+struct KernelChoice {
+  KernelId id = KernelId::F32Hwy;
+  // Row parts handed to the kernel start and end on multiples of this (the last part ends at
+  // the matrix's last row): a 16-row interleaved group or AMX row tile, else the 4-row tile.
+  int row_align = 4;
+  // Whether the kernel multiplies int8 or bf16 (the cost model weighs its arithmetic at half
+  // of the f32 kernel's).
+  bool narrow_arithmetic() const { return id != KernelId::F32Hwy; }
+};
+
+// The kernel matmul runs w with activations x in precision p. It reads only what decides the
+// choice: w's format, which forms of x exist (x.q, x.xb, x.xbt), x.T, and the CPU feature
+// queries and test switches of matmul.h. Cheap (a few compares and relaxed loads); matmul calls
+// it once per task and call, never per row.
+KernelChoice choose_kernel(const Matrix& w, const Activations& x, Precision p);
+
+// The name kernel_name reports for a kernel: "q8-avx512", "il16-avx512", "il16-amx", "q8-avx2",
+// "bf16-amx", "bf16-avx512", or "f32-hwy:<Highway target>".
+std::string kernel_id_name(KernelId id);
+
+// Runs rows [r0, r1) of t on the kernel `c` names (nothing for an empty range or no tokens). A
+// Bf16Amx choice runs the AVX-512 bf16 kernel on a range that is not in whole row groups (only
+// direct matmul_rows callers make one; matmul aligns its parts to c.row_align).
+void run_rows(const KernelChoice& c, const MatmulTask& t, int64_t r0, int64_t r1);
+
+// Rows [r0, r1) of one task on one thread: run_rows(choose_kernel(...), ...), the per-thread
+// body of matmul (tests call it).
 void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p);
 
 // ---- The int8 activation form ------------------------------------------------------------------
