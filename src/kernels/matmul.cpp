@@ -140,6 +140,13 @@ void emulate_avx2_cpu() {
   set_avx512_kernels_enabled(false);
 }
 
+void throw_unknown_bits(int bits, const char* kernel, std::initializer_list<int> known) {
+  std::string list;
+  for (int b : known) list += (list.empty() ? "" : ", ") + std::to_string(b);
+  throw Error(std::string("the ") + kernel + " kernel has no form for " + std::to_string(bits) +
+              "-bit codes (it takes " + list + " bits)");
+}
+
 KernelChoice choose_kernel(const Matrix& w, const Activations& x, Precision p) {
   constexpr KernelChoice f32{KernelId::F32Hwy, 4};
   if (p == Precision::Exact) return f32;
@@ -358,7 +365,8 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
         if (st[i] >= c1) break;
         if (st[i] + un[i] * rows <= c0) continue;
         const int64_t align = ch[i].row_align;
-        run_rows(ch[i], tasks[i], rows_before(c0, st[i], un[i], rows, align), rows_before(c1, st[i], un[i], rows, align));
+        run_rows(ch[i], tasks[i], rows_before(c0, st[i], un[i], rows, align),
+                 rows_before(c1, st[i], un[i], rows, align));
       }
     }
   });

@@ -1,10 +1,13 @@
 // Internal to src/kernels (and its tests): the contract between matmul.cpp and the per-ISA
 // kernels. The one chooser that decides which kernel runs a matrix (dispatch, cost model, row
-// alignment and kernel_name all ask it, so they cannot disagree), the int8 activation layout
-// and the kernels' entry points. Code outside src/kernels includes kernels/matmul.h only.
+// alignment and kernel_name all ask it, so they cannot disagree), the one bits-to-template
+// table every kernel instantiates its code widths through, the int8 activation layout and the
+// kernels' entry points. Code outside src/kernels includes kernels/matmul.h only.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <type_traits>
 
 #include "kernels/matmul.h"
 
@@ -50,6 +53,28 @@ void run_rows(const KernelChoice& c, const MatmulTask& t, int64_t r0, int64_t r1
 // Rows [r0, r1) of one task on one thread: run_rows(choose_kernel(...), ...), the per-thread
 // body of matmul (tests call it).
 void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p);
+
+// ---- Code widths -------------------------------------------------------------------------------
+
+// A list of code widths a kernel has template instances for.
+template <int... Bits>
+struct BitWidths {};
+// Every width of the MLX-affine format (quant::valid_bits).
+using AllBitWidths = BitWidths<2, 3, 4, 5, 6, 8>;
+
+// Throws Error: `kernel` has no form for `bits`-bit codes (it takes `known`). Out of line and
+// cold, so the dispatch below stays a few compares.
+[[noreturn]] void throw_unknown_bits(int bits, const char* kernel, std::initializer_list<int> known);
+
+// The bits-to-template table: calls f(std::integral_constant<int, B>{}) for the B of `widths`
+// equal to bits, and throws Error naming the width (and `kernel`) when none is. A kernel calls
+// it once per call of rows, outside its loops, e.g.
+//   dispatch_bits(AllBitWidths{}, w.spec.bits, "q8-avx512", [&](auto B) { run<B, S>(...); });
+template <int... Bits, class F>
+void dispatch_bits(BitWidths<Bits...>, int bits, const char* kernel, F&& f) {
+  const bool known = ((bits == Bits ? (f(std::integral_constant<int, Bits>{}), true) : false) || ...);
+  if (!known) throw_unknown_bits(bits, kernel, {Bits...});
+}
 
 // ---- The int8 activation form ------------------------------------------------------------------
 
