@@ -1,4 +1,4 @@
-// matmul: picks a kernel per task (matmul_q8.h), splits all tasks' rows over the pool by cost
+// matmul: picks a kernel per task (matmul_internal.h), splits all tasks' rows over the pool by cost
 // (weight bytes plus arithmetic), and quantizes activations for the int8 kernel.
 #include "kernels/matmul.h"
 
@@ -12,7 +12,7 @@
 #endif
 
 #include "core/error.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 
 namespace mlxq::kernels {
 
@@ -69,36 +69,19 @@ bool avx512_on() {
   return g_q8_enabled.load(std::memory_order_relaxed) && g_avx512_enabled.load(std::memory_order_relaxed);
 }
 
-bool use_bf16(const Matrix& w, const Activations& x, Precision p) {
-  return p != Precision::Exact && x.xb != nullptr && !w.quantized && w.dtype == DType::BF16 &&
-         bf16_kernel_supported() && avx512_on();
-}
-
-enum class Q8 { None, Avx512, Avx2 };
-
-Q8 q8_kernel(const Matrix& w, const Activations& x, Precision p) {
-  if (p == Precision::Exact || x.q == nullptr || !w.quantized || !g_q8_enabled.load(std::memory_order_relaxed) ||
-      (w.spec.group_size != 64 && w.spec.group_size != 128) || w.cols % 64 != 0 || w.cols > 64 * q8::kMaxBlocks)
-    return Q8::None;
-  if (q8_kernel_supported() && avx512_on()) return Q8::Avx512;
-  if (q8_avx2_kernel_supported() && w.spec.bits <= 6) return Q8::Avx2;
-  return Q8::None;
-}
-
-bool use_q8(const Matrix& w, const Activations& x, Precision p) { return q8_kernel(w, x, p) != Q8::None; }
-
 // Whether activations should get their int8 form at all.
 bool int8_activations() {
   return g_q8_enabled.load(std::memory_order_relaxed) &&
          ((q8_kernel_supported() && avx512_on()) || q8_avx2_kernel_supported());
 }
 
-// Cost of one row of a task in "bytes": what it streams plus its arithmetic, roughly weighted.
-int64_t row_cost(const MatmulTask& t, Precision p) {
+// Cost of one row of a task in "bytes": what it streams plus its arithmetic, roughly weighted
+// (int8 and bf16 kernels at half the f32 kernel's cost per multiply-add).
+int64_t row_cost(const MatmulTask& t, const KernelChoice& c) {
   const Matrix& w = *t.w;
   const int64_t bytes = int64_t(w.row_bytes + (w.quantized ? 2 * w.sb_row_bytes : 0));
   const int64_t macs = t.x.T * w.cols;
-  return bytes + (use_q8(w, t.x, p) || use_bf16(w, t.x, p) ? macs / 4 : macs / 2) + 64;
+  return bytes + (c.narrow_arithmetic() ? macs / 4 : macs / 2) + 64;
 }
 
 constexpr int kPartsPerThread = 8;
@@ -112,8 +95,8 @@ int64_t part_start(int64_t total, int64_t n, int64_t i) {
   return total - int64_t(double(total) * double(left * left) / double(n * n));
 }
 
-// Rows of a task that lie before cost c, rounded to a multiple of `align` (the int8 kernel's
-// tile: 4 rows, or a group of 16 in the interleaved layout).
+// Rows of a task that lie before cost c, rounded to a multiple of `align` (the chosen kernel's
+// KernelChoice::row_align).
 int64_t rows_before(int64_t c, int64_t start, int64_t unit, int64_t rows, int64_t align) {
   if (c <= start) return 0;
   if (c >= start + unit * rows) return rows;
@@ -122,26 +105,9 @@ int64_t rows_before(int64_t c, int64_t start, int64_t unit, int64_t rows, int64_
   return std::min(r, rows);
 }
 
-// Whether w runs on its interleaved copy (only the AVX-512 int8 kernel reads it).
-bool use_il16(const Matrix& w, const Activations& x, Precision p) {
-  return w.il != nullptr && q8_kernel(w, x, p) == Q8::Avx512 && w.spec.group_size == 64 && w.rows % 16 == 0;
-}
-
-// Whether w's interleaved copy runs on AMX tiles for x: several tokens (one tile holds 16; at
-// 4-15 it still beats the AVX-512 kernel, docs/benchmarks.md).
-bool use_amx(const Matrix& w, const Activations& x, Precision p) {
-  return x.T >= kAmxMinTokens && amx_kernel_supported() && g_amx_enabled.load(std::memory_order_relaxed) &&
-         use_il16(w, x, p);
-}
-
 bool amx_bf16_on() {
   static const bool ok = cpu_has_amx_bf16_isa();
   return ok && g_amx_enabled.load(std::memory_order_relaxed) && avx512_on();
-}
-
-// Whether the dense bf16 w runs on AMX tiles for x (x has the tiled form; whole row groups).
-bool use_bf16_amx(const Matrix& w, const Activations& x, Precision p) {
-  return x.xbt != nullptr && w.rows % 16 == 0 && use_bf16(w, x, p) && amx_bf16_on();
 }
 
 }  // namespace
@@ -174,17 +140,63 @@ void emulate_avx2_cpu() {
   set_avx512_kernels_enabled(false);
 }
 
-std::string kernel_name(const Matrix& w, Precision p) {
-  Activations probe;
-  probe.q = reinterpret_cast<const int8_t*>(&probe);  // any non-null: "int8 form present"
-  switch (w.cols % 64 == 0 ? q8_kernel(w, probe, p) : Q8::None) {
-    case Q8::Avx512: return use_il16(w, probe, p) ? "il16-avx512" : "q8-avx512";
-    case Q8::Avx2: return "q8-avx2";
-    default: break;
+void throw_unknown_bits(int bits, const char* kernel, std::initializer_list<int> known) {
+  std::string list;
+  for (int b : known) list += (list.empty() ? "" : ", ") + std::to_string(b);
+  throw Error(std::string("the ") + kernel + " kernel has no form for " + std::to_string(bits) +
+              "-bit codes (it takes " + list + " bits)");
+}
+
+KernelChoice choose_kernel(const Matrix& w, const Activations& x, Precision p) {
+  constexpr KernelChoice f32{KernelId::F32Hwy, 4};
+  if (p == Precision::Exact) return f32;
+  if (w.quantized) {
+    // The int8 kernels: the int8 form of x, blocks of 64 that a scale group covers whole, rows
+    // no longer than their block buffers.
+    const int gs = w.spec.group_size;
+    if (x.q == nullptr || !g_q8_enabled.load(std::memory_order_relaxed) || (gs != 64 && gs != 128) ||
+        w.cols % 64 != 0 || w.cols > 64 * q8::kMaxBlocks)
+      return f32;
+    if (q8_kernel_supported() && avx512_on()) {
+      // Only the AVX-512 kernels read the interleaved copy (group 64, whole groups of 16 rows);
+      // AMX tiles pay off from kAmxMinTokens tokens (one tile holds 16; at 4-15 it still beats
+      // the AVX-512 kernel, docs/benchmarks.md).
+      if (w.il == nullptr || gs != 64 || w.rows % 16 != 0) return {KernelId::Q8Avx512, 4};
+      if (x.T >= kAmxMinTokens && amx_kernel_supported() && g_amx_enabled.load(std::memory_order_relaxed))
+        return {KernelId::Il16Amx, 16};
+      return {KernelId::Il16Avx512, 16};
+    }
+    if (q8_avx2_kernel_supported() && w.spec.bits <= 6) return {KernelId::Q8Avx2, 4};
+    return f32;
   }
-  probe.xb = reinterpret_cast<const uint16_t*>(&probe);
-  if (use_bf16(w, probe, p)) return "bf16-avx512";
+  // Dense bf16 weights with the bf16 form of x; AMX tiles need x's tiled form and whole row
+  // groups.
+  if (x.xb == nullptr || w.dtype != DType::BF16 || !bf16_kernel_supported() || !avx512_on()) return f32;
+  if (x.xbt != nullptr && w.rows % 16 == 0 && amx_bf16_on()) return {KernelId::Bf16Amx, 16};
+  return {KernelId::Bf16Avx512, 4};
+}
+
+std::string kernel_id_name(KernelId id) {
+  switch (id) {
+    case KernelId::Q8Avx512: return "q8-avx512";
+    case KernelId::Il16Avx512: return "il16-avx512";
+    case KernelId::Il16Amx: return "il16-amx";
+    case KernelId::Q8Avx2: return "q8-avx2";
+    case KernelId::Bf16Amx: return "bf16-amx";
+    case KernelId::Bf16Avx512: return "bf16-avx512";
+    case KernelId::F32Hwy: break;
+  }
   return std::string("f32-hwy:") + hwy_kernels::target_name();
+}
+
+std::string kernel_name(const Matrix& w, Precision p) {
+  // Activations of one token (decode) in the forms Fast and Int8 make: int8 and bf16, no AMX
+  // tiles. The pointers are only tested for null.
+  Activations probe;
+  probe.T = 1;
+  probe.q = reinterpret_cast<const int8_t*>(&probe);
+  probe.xb = reinterpret_cast<const uint16_t*>(&probe);
+  return kernel_id_name(choose_kernel(w, probe, p).id);
 }
 
 void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2) {
@@ -292,32 +304,35 @@ Activations ActivationBuffer::prepare(const float* x, int64_t T, int64_t K, int6
   return a;
 }
 
+void run_rows(const KernelChoice& c, const MatmulTask& t, int64_t r0, int64_t r1) {
+  if (r0 >= r1 || t.x.T == 0) return;
+  const Matrix& w = *t.w;
+  switch (c.id) {
+    case KernelId::Q8Avx512: return q8::matmul_rows_avx512(w, t.x, r0, r1, t.y, t.ldy);
+    case KernelId::Il16Avx512: return q8::matmul_rows_il16_avx512(w, t.x, r0, r1, t.y, t.ldy);
+    case KernelId::Il16Amx: return q8::matmul_rows_il16_amx(w, t.x, r0, r1, t.y, t.ldy);
+    case KernelId::Q8Avx2: return q8::matmul_rows_avx2(w, t.x, r0, r1, t.y, t.ldy);
+    case KernelId::Bf16Amx:
+      if (r0 % 16 == 0 && r1 % 16 == 0) return q8::matmul_rows_bf16_amx(w, t.x, r0, r1, t.y, t.ldy);
+      return q8::matmul_rows_bf16_avx512(w, t.x, r0, r1, t.y, t.ldy);  // not whole row groups
+    case KernelId::Bf16Avx512: return q8::matmul_rows_bf16_avx512(w, t.x, r0, r1, t.y, t.ldy);
+    case KernelId::F32Hwy: return hwy_kernels::matmul_rows_f32(w, t.x, r0, r1, t.y, t.ldy);
+  }
+}
+
 void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p) {
   if (r0 >= r1 || t.x.T == 0) return;
-  const Q8 q8k = q8_kernel(*t.w, t.x, p);
-  if (q8k == Q8::Avx512 && use_amx(*t.w, t.x, p)) {
-    q8::matmul_rows_il16_amx(*t.w, t.x, r0, r1, t.y, t.ldy);
-  } else if (q8k == Q8::Avx512 && use_il16(*t.w, t.x, p)) {
-    q8::matmul_rows_il16_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
-  } else if (q8k == Q8::Avx512) {
-    q8::matmul_rows_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
-  } else if (q8k == Q8::Avx2) {
-    q8::matmul_rows_avx2(*t.w, t.x, r0, r1, t.y, t.ldy);
-  } else if (r0 % 16 == 0 && r1 % 16 == 0 && use_bf16_amx(*t.w, t.x, p)) {  // whole row groups
-    q8::matmul_rows_bf16_amx(*t.w, t.x, r0, r1, t.y, t.ldy);
-  } else if (use_bf16(*t.w, t.x, p)) {
-    q8::matmul_rows_bf16_avx512(*t.w, t.x, r0, r1, t.y, t.ldy);
-  } else {
-    hwy_kernels::matmul_rows_f32(*t.w, t.x, r0, r1, t.y, t.ldy);
-  }
+  run_rows(choose_kernel(*t.w, t.x, p), t, r0, r1);
 }
 
 void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
   thread_local std::vector<int64_t> start, unit;  // grows to the largest task list once
+  thread_local std::vector<KernelChoice> choice;
   const size_t n = tasks.size();
   if (start.size() < n + 1) {
     start.resize(n + 1);
     unit.resize(n + 1);
+    choice.resize(n + 1);
   }
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -325,8 +340,11 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
     check(t.x.K == t.w->cols, "matmul: activations have " + std::to_string(t.x.K) +
                                   " columns, weight " + (t.w->name ? *t.w->name : std::string("?")) +
                                   " has " + std::to_string(t.w->cols));
+    // One choice per task for this call: the cost, the part alignment and the kernel that runs
+    // the parts all come from it.
+    choice[i] = choose_kernel(*t.w, t.x, p);
     start[i] = total;
-    unit[i] = row_cost(t, p);
+    unit[i] = row_cost(t, choice[i]);
     total += unit[i] * t.w->rows;
   }
   // The cost range is cut into several parts per thread, taken in order from a shared counter:
@@ -336,6 +354,7 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
   const int parts = int(std::clamp<int64_t>(total_rows / 16, 1, int64_t(pool.size()) * kPartsPerThread));
   const int64_t* st = start.data();  // thread_local: the workers must see this thread's copy
   const int64_t* un = unit.data();
+  const KernelChoice* ch = choice.data();
   std::atomic<int> next{0};
   pool.parallel_for(size_t(pool.size()), [&](size_t, size_t, int) {
     for (int part = next.fetch_add(1, std::memory_order_relaxed); part < parts;
@@ -345,9 +364,9 @@ void matmul(std::span<const MatmulTask> tasks, Precision p, ThreadPool& pool) {
         const int64_t rows = tasks[i].w->rows;
         if (st[i] >= c1) break;
         if (st[i] + un[i] * rows <= c0) continue;
-        const int64_t align = use_il16(*tasks[i].w, tasks[i].x, p) || use_bf16_amx(*tasks[i].w, tasks[i].x, p) ? 16 : 4;
-        matmul_rows(tasks[i], rows_before(c0, st[i], un[i], rows, align), rows_before(c1, st[i], un[i], rows, align),
-                    p);
+        const int64_t align = ch[i].row_align;
+        run_rows(ch[i], tasks[i], rows_before(c0, st[i], un[i], rows, align),
+                 rows_before(c1, st[i], un[i], rows, align));
       }
     }
   });

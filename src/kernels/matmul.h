@@ -18,6 +18,8 @@
 // Matrices no int8 kernel takes (group size 32, K not a multiple of 64, 8-bit codes without
 // AVX-512, a CPU without AVX2) use the Exact kernels in every precision.
 // kernels.cpp keeps the scalar reference (matmul_reference) every kernel is tested against.
+// This is the public interface (what the model and tools use); the kernels' own contract (the
+// kernel chooser, the entry points, the int8 activation layout) is kernels/matmul_internal.h.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -33,6 +35,11 @@ namespace mlxq::kernels {
 
 enum class Precision { Fast, Exact, Int8 };
 
+namespace q8 {
+// Longest row the int8 kernels take: K <= 64 * kMaxBlocks (longer rows run the f32 kernel).
+constexpr int64_t kMaxBlocks = 256;
+}  // namespace q8
+
 // The input rows of a matmul. Row t is x + row(t) * ldx (and the matching int8 rows), where
 // row(t) = idx ? idx[t] : t, so routed experts read their tokens in place (no gather copy).
 struct Activations {
@@ -40,9 +47,9 @@ struct Activations {
   const float* x = nullptr;
   int64_t ldx = 0;
   const int32_t* idx = nullptr;
-  // The int8 form (Fast and Int8 precision, K % 64 == 0): row stride K, and K/64 scales d and
-  // sums s. With q2 (Fast) a value is d * (256 * q + q2), without it d * q; s = d * the block's
-  // sum of those integers.
+  // The int8 form (Fast and Int8 precision, K % 64 == 0): row stride K (in q8_storage_index
+  // order, matmul_internal.h), and K/64 scales d and sums s. With q2 (Fast) a value is
+  // d * (256 * q + q2), without it d * q; s = d * the block's sum of those integers.
   const int8_t* q = nullptr;
   const int8_t* q2 = nullptr;
   const float* d = nullptr;
@@ -108,31 +115,6 @@ class ActivationBuffer {
   AlignedVector<uint16_t> xb_, xb2_, xbt_, xbt2_;
 };
 
-// Where the int8 value of column k (of a row of K) is stored: blocks 2p and 2p+1 share bytes
-// [128p, 128p+128), codes 0..31 of both first, then 32..63, alternating 4 of the even block and
-// 4 of the odd one (the order the int8 kernel unpacks weights in); an odd last block is stored
-// as is.
-inline int64_t q8_storage_index(int64_t k, int64_t K) {
-  const int64_t b = k / 64, c = k % 64, paired = K / 128 * 2;
-  if (b >= paired) return k;
-  return 128 * (b / 2) + 64 * (c / 32) + 8 * (c % 32 / 4) + 4 * (b % 2) + c % 4;
-}
-
-// Quantizes one row of K (K % 64 == 0) to int8 blocks of 64: d1 = max|x|/127, v = x * (1/d1)
-// (f32), q = round(v) (to nearest even). Without q2: d = d1, s = d * sum(q). With q2 (the
-// two-part form): q2 = min(127, round((v - q) * 256)) (|v - q| <= 1/2, so only an exact half
-// saturates), d = d1 / 256, s = d * sum(256 q + q2). The bias
-// term must see the same (quantized) x as the scale term: with w = scale*q + bias the two terms
-// nearly cancel, and only a consistent x keeps the error proportional to w rather than to bias
-// (8x lower KL than the exact f32 sum on tiny-a). q and q2 are written in the q8_storage_index
-// order.
-void quantize_row_q8(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2 = nullptr);
-// The scalar definition quantize_row_q8 is tested against.
-void quantize_row_q8_scalar(const float* x, int64_t K, int8_t* q, float* d, float* s, int8_t* q2 = nullptr);
-
-// The second int8 part's weight: a value is d * (2^kQ8Shift * q + q2).
-constexpr int kQ8Shift = 8;
-
 struct MatmulTask {
   const Matrix* w = nullptr;
   Activations x;       // x.K == w->cols
@@ -175,8 +157,5 @@ void emulate_avx2_cpu();
 // dense bf16 weights: activations rounded to bf16 (round to nearest even; Fast adds the rounded
 // remainder as a second part), f32 accumulation.
 bool bf16_kernel_supported();
-
-// Rows [r0, r1) of one task on one thread (the per-thread body of matmul; tests call it).
-void matmul_rows(const MatmulTask& t, int64_t r0, int64_t r1, Precision p);
 
 }  // namespace mlxq::kernels

@@ -16,7 +16,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/amx_tiles.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 
 namespace mlxq::kernels::q8 {
 

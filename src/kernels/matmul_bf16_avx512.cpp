@@ -19,7 +19,7 @@
 #include <cstdint>
 
 #include "kernels/matmul.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 
 namespace mlxq::kernels::q8 {
 

@@ -13,7 +13,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 #include "quant/affine.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -134,17 +134,16 @@ void DequantRow(const Matrix& w, int64_t r, float* out) {
   return w.row_f32(r, out);
 #else
   const DF df;
-  // 8-bit codes and vectors wider than 512 bits: the scalar form.
-  if (!w.quantized || w.spec.bits == 8 || hn::Lanes(df) > 16 || hn::Lanes(df) < 4) return w.row_f32(r, out);
+  // Vectors wider than 512 bits (and 8-bit codes, below): the scalar form.
+  if (!w.quantized || hn::Lanes(df) > 16 || hn::Lanes(df) < 4) return w.row_f32(r, out);
   const uint8_t* p = w.data + size_t(r) * w.row_bytes;
-  switch (w.spec.bits) {
-    case 2: return DequantRowBits<2>(p, w, r, out);
-    case 3: return DequantRowBits<3>(p, w, r, out);
-    case 4: return DequantRowBits<4>(p, w, r, out);
-    case 5: return DequantRowBits<5>(p, w, r, out);
-    case 6: return DequantRowBits<6>(p, w, r, out);
-    default: return w.row_f32(r, out);
-  }
+  dispatch_bits(AllBitWidths{}, w.spec.bits, "f32-hwy", [&](auto B) {
+    if constexpr (B == 8) {
+      w.row_f32(r, out);
+    } else {
+      DequantRowBits<B>(p, w, r, out);
+    }
+  });
 #endif
 }
 

@@ -37,7 +37,7 @@
 #include "kernels/il16_steps_avx512.h"
 #include "kernels/interleaved.h"
 #include "kernels/amx_tiles.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 
 namespace mlxq::kernels::q8 {
 
@@ -243,14 +243,7 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
 
 template <bool S>
 void run_bits(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  switch (w.spec.bits) {
-    case 2: return run<2, S>(w, x, r0, r1, y, ldy);
-    case 3: return run<3, S>(w, x, r0, r1, y, ldy);
-    case 4: return run<4, S>(w, x, r0, r1, y, ldy);
-    case 5: return run<5, S>(w, x, r0, r1, y, ldy);
-    case 6: return run<6, S>(w, x, r0, r1, y, ldy);
-    default: return run<8, S>(w, x, r0, r1, y, ldy);
-  }
+  dispatch_bits(AllBitWidths{}, w.spec.bits, "il16-amx", [&](auto B) { run<B, S>(w, x, r0, r1, y, ldy); });
 }
 
 }  // namespace

@@ -21,7 +21,7 @@
 #include <cstring>
 
 #include "kernels/matmul.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 #include "quant/affine.h"
 
 namespace mlxq::kernels::q8 {
@@ -212,13 +212,7 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
 
 template <bool S>
 void run_bits(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  switch (w.spec.bits) {
-    case 2: return run<2, S>(w, x, r0, r1, y, ldy);
-    case 3: return run<3, S>(w, x, r0, r1, y, ldy);
-    case 4: return run<4, S>(w, x, r0, r1, y, ldy);
-    case 5: return run<5, S>(w, x, r0, r1, y, ldy);
-    default: return run<6, S>(w, x, r0, r1, y, ldy);
-  }
+  dispatch_bits(BitWidths<2, 3, 4, 5, 6>{}, w.spec.bits, "q8-avx2", [&](auto B) { run<B, S>(w, x, r0, r1, y, ldy); });
 }
 
 }  // namespace

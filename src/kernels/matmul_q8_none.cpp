@@ -1,7 +1,7 @@
 // Non-x86 builds: the int8 kernels do not exist (q8_kernel_supported() is false there, so these
 // are never called).
 #include "core/error.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 
 namespace mlxq::kernels::q8 {
 void matmul_rows_avx512(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t) {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernels/matmul.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/test_matrix.h"
 
 namespace mlxq::kernels {

@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+#include "kernels/interleaved.h"
 #include "kernels/kernels.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/test_matrix.h"
 #include "kernels/vector_ops.h"
 #include "hwy_targets.h"
@@ -402,6 +404,143 @@ TEST(Matmul, KernelNamesFollowTheFormat) {
   EXPECT_EQ(kernel_name(q8.m, Precision::Fast), f32);
   EXPECT_EQ(kernel_name(bf.m, Precision::Fast), f32);
   set_avx512_kernels_enabled(true);
+}
+
+// What the chooser must pick for a format, precision, token count and kernel switches: the rules
+// of matmul.h restated, so a change of choice shows here.
+struct ChoiceCase {
+  const char* what;
+  bool quantized;
+  DType dt;
+  quant::Spec spec;
+  bool interleaved;
+};
+
+KernelId expected_kernel(const ChoiceCase& c, Precision p, bool avx512, int64_t T) {
+  if (p == Precision::Exact) return KernelId::F32Hwy;
+  if (c.quantized) {
+    if (c.spec.group_size == 32) return KernelId::F32Hwy;
+    if (avx512 && q8_kernel_supported()) {
+      if (!c.interleaved) return KernelId::Q8Avx512;
+      return T >= 4 && amx_kernel_supported() ? KernelId::Il16Amx : KernelId::Il16Avx512;
+    }
+    return q8_avx2_kernel_supported() && c.spec.bits <= 6 ? KernelId::Q8Avx2 : KernelId::F32Hwy;
+  }
+  // Fewer than 16 tokens: no AMX tiles of the bf16 form, so never Bf16Amx here.
+  return c.dt == DType::BF16 && avx512 && bf16_kernel_supported() ? KernelId::Bf16Avx512 : KernelId::F32Hwy;
+}
+
+using RowsFn = void (*)(const Matrix&, const Activations&, int64_t, int64_t, float*, int64_t);
+
+// Each kernel's entry point, written out independently of matmul.cpp's dispatcher.
+RowsFn entry_point(KernelId id) {
+  switch (id) {
+    case KernelId::Q8Avx512: return q8::matmul_rows_avx512;
+    case KernelId::Il16Avx512: return q8::matmul_rows_il16_avx512;
+    case KernelId::Il16Amx: return q8::matmul_rows_il16_amx;
+    case KernelId::Q8Avx2: return q8::matmul_rows_avx2;
+    case KernelId::Bf16Amx: return q8::matmul_rows_bf16_amx;
+    case KernelId::Bf16Avx512: return q8::matmul_rows_bf16_avx512;
+    case KernelId::F32Hwy: break;
+  }
+  return hwy_kernels::matmul_rows_f32;
+}
+
+// choose_kernel is the one decision: it picks what the format, precision and CPU call for,
+// kernel_name reports its pick, its row multiple is 16 exactly for the kernels that take whole
+// row groups, and matmul runs that kernel (bit for bit its entry point's output, which differs
+// from the f32 kernel's whenever another kernel is chosen). With the AVX-512 kernels on and off.
+TEST(Matmul, OneChooserDecidesNameAndDispatch) {
+  ThreadPool pool(2);
+  const int64_t N = 48, K = 1280, Tmax = 5;
+  const std::vector<float> x = random_x(Tmax * K, 31);
+  const ChoiceCase cases[] = {
+      {"3-bit", true, DType::BF16, {3, 64}, false},      {"4-bit", true, DType::BF16, {4, 64}, false},
+      {"5-bit", true, DType::BF16, {5, 64}, false},      {"8-bit", true, DType::BF16, {8, 64}, false},
+      {"4-bit g128", true, DType::BF16, {4, 128}, false}, {"4-bit g32", true, DType::BF16, {4, 32}, false},
+      {"3-bit il16", true, DType::BF16, {3, 64}, true},  {"8-bit il16", true, DType::BF16, {8, 64}, true},
+      {"bf16", false, DType::BF16, {}, false},           {"f32", false, DType::F32, {}, false},
+  };
+  for (const bool avx512 : {true, false}) {
+    set_avx512_kernels_enabled(avx512);
+    for (const ChoiceCase& c : cases) {
+      Owned o = make_matrix(N, K, c.quantized, c.dt, c.spec, 17);
+      std::vector<uint8_t> il;
+      Matrix m = o.m;
+      if (c.interleaved) {
+        il.resize(il16::matrix_bytes(m));
+        il16::pack(m, 0, N / 16, il.data());
+        m.il = il.data();
+      }
+      for (const Precision p : {Precision::Fast, Precision::Int8, Precision::Exact}) {
+        ActivationBuffer buf;
+        buf.reserve(Tmax, K);
+        for (const int64_t T : {int64_t(1), Tmax}) {
+          SCOPED_TRACE(std::string(c.what) + " precision " + std::to_string(int(p)) + " T " + std::to_string(T) +
+                       (avx512 ? "" : " avx512 off"));
+          const Activations a = buf.prepare(x.data(), T, K, K, p);
+          const KernelChoice ch = choose_kernel(m, a, p);
+          EXPECT_EQ(ch.id, expected_kernel(c, p, avx512, T)) << kernel_id_name(ch.id);
+          const bool groups = ch.id == KernelId::Il16Avx512 || ch.id == KernelId::Il16Amx || ch.id == KernelId::Bf16Amx;
+          EXPECT_EQ(ch.row_align, groups ? 16 : 4);
+          if (T == 1) {  // kernel_name describes one token
+            EXPECT_EQ(kernel_name(m, p), kernel_id_name(ch.id));
+          }
+          std::vector<float> y(size_t(T * N), -1.0f), direct(y.size(), -2.0f), f32(y.size(), -3.0f);
+          const MatmulTask task{&m, a, y.data(), N};
+          matmul(std::span<const MatmulTask>(&task, 1), p, pool);
+          entry_point(ch.id)(m, a, 0, N, direct.data(), N);
+          for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], direct[i]) << "at " << i;
+          if (ch.id == KernelId::F32Hwy) continue;
+          hwy_kernels::matmul_rows_f32(m, a, 0, N, f32.data(), N);
+          size_t differ = 0;
+          for (size_t i = 0; i < y.size(); ++i) differ += y[i] != f32[i];
+          EXPECT_GT(differ, 0u) << "the f32 kernel gives the same bits: this test cannot tell them apart";
+        }
+      }
+    }
+  }
+  set_avx512_kernels_enabled(true);
+}
+
+// The bits-to-template table calls the instance for each width it lists and throws, naming the
+// width, on any other; a matrix of a width no kernel has reaches them as an error, not as the
+// 8-bit (or 6-bit) instance the old switches' default ran.
+TEST(Matmul, BitsTableThrowsOnAWidthItDoesNotKnow) {
+  for (const int bits : {2, 3, 4, 5, 6, 8}) {
+    int got = 0;
+    dispatch_bits(AllBitWidths{}, bits, "test", [&](auto B) { got = B; });
+    EXPECT_EQ(got, bits);
+  }
+  const auto expect_error = [](auto widths, int bits, const std::string& kernel) {
+    try {
+      dispatch_bits(widths, bits, kernel.c_str(), [](auto) { FAIL() << "an instance ran"; });
+      ADD_FAILURE() << "no error for " << bits << " bits";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(" " + std::to_string(bits) + "-bit"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(kernel), std::string::npos) << msg;
+    }
+  };
+  for (const int bits : {7, 1, 0, 9}) expect_error(AllBitWidths{}, bits, "q8-avx512");
+  expect_error(BitWidths<2, 3, 4, 5, 6>{}, 8, "q8-avx2");
+
+  const int64_t K = 128;
+  Owned o = make_matrix(16, K, true, DType::BF16, {3, 64}, 5);
+  o.m.spec.bits = 7;  // (the loader refuses such a checkpoint; the kernels must not guess)
+  const std::vector<float> x = random_x(K, 6);
+  for (const Precision p : {Precision::Fast, Precision::Exact}) {
+    ActivationBuffer buf;
+    buf.reserve(1, K);
+    std::vector<float> y(16);
+    const MatmulTask task{&o.m, buf.prepare(x.data(), 1, K, K, p), y.data(), 16};
+    try {
+      matmul_rows(task, 0, 16, p);
+      ADD_FAILURE() << "no error with " << kernel_name(o.m, p);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("7-bit"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // Several tasks in one job, gathered activation rows, any thread count: each output equals the

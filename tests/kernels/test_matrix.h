@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "kernels/matmul.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/matrix.h"
 #include "quant/affine.h"
 
