@@ -16,7 +16,7 @@
 
 #include "core/error.h"
 #include "kernels/interleaved.h"
-#include "kernels/matmul_q8.h"
+#include "kernels/matmul.h"
 
 namespace mlxq::model::gemma4 {
 
