@@ -1,5 +1,5 @@
 // The streaming converter (see convert.h).
-#include "quant/convert.h"
+#include "convert/convert.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,16 +12,16 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "convert/awq.h"
+#include "convert/imatrix.h"
+#include "convert/recipe.h"
+#include "convert/row_writer.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/checkpoint_writer.h"
 #include "io/json_fields.h"
 #include "io/safetensors.h"
 #include "model/gemma4/config.h"
-#include "quant/awq.h"
-#include "quant/imatrix.h"
-#include "quant/recipe.h"
-#include "quant/row_writer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
