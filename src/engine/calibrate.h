@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "convert/imatrix.h"
 #include "model/gemma4/model.h"
-#include "quant/imatrix.h"
 #include "text/tokenizer.h"
 
 namespace mlxq::engine {

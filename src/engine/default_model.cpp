@@ -11,12 +11,12 @@
 #include <fstream>
 #include <iterator>
 
+#include "convert/convert.h"
+#include "convert/imatrix.h"
 #include "core/error.h"
 #include "core/sha256.h"
 #include "core/thread_pool.h"
 #include "engine/calibrate.h"
-#include "quant/convert.h"
-#include "quant/imatrix.h"
 #include "text/tokenizer.h"
 
 namespace fs = std::filesystem;

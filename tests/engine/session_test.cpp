@@ -7,10 +7,10 @@
 
 #include <cmath>
 
+#include "convert/synthetic.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "model/gemma4/model.h"
-#include "model/gemma4/synthetic.h"
 #include "test_util.h"
 #include "text/tokenizer.h"
 

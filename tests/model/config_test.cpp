@@ -6,9 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "convert/synthetic.h"
 #include "core/error.h"
 #include "io/json_fields.h"
-#include "model/gemma4/synthetic.h"
 #include "test_util.h"
 
 namespace mlxq::model::gemma4 {

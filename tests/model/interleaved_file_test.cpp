@@ -17,13 +17,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "convert/synthetic.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "kernels/interleaved.h"
 #include "kernels/matmul.h"
 #include "model/gemma4/config.h"
 #include "model/gemma4/model.h"
-#include "model/gemma4/synthetic.h"
 #include "test_util.h"
 
 namespace mlxq::model::gemma4 {

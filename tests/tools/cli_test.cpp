@@ -15,9 +15,9 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "convert/imatrix.h"
 #include "io/npy.h"
 #include "kernels/matmul.h"
-#include "quant/imatrix.h"
 #include "test_util.h"
 
 namespace mlxq {

@@ -9,8 +9,7 @@
 #include <thread>
 
 #include "core/error.h"
-#include "kernels/bandwidth.h"
-#include "kernels/matmul.h"
+#include "engine/cpu_features.h"
 #include "mlxq/chat_options.h"
 #include "mlxq/commands.h"
 #include "model/gemma4/model.h"
@@ -132,7 +131,7 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
   // The bandwidth limit, measured with the same threads before and after the tests (best of both).
   double bw = 0;
   auto probe = [&] {
-    if (bw_gib > 0) bw = std::max(bw, kernels::measure_read_bandwidth(model.pool(), size_t(bw_gib * double(1 << 30)), 5).gb_per_s);
+    if (bw_gib > 0) bw = std::max(bw, engine::measure_read_bandwidth_gbps(model.pool(), size_t(bw_gib * double(1 << 30)), 5));
   };
   probe();
   for (int p : pp) if (p > 0) measure("pp" + std::to_string(p), [&] { return run_pp(p); });
@@ -177,7 +176,7 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
     std::printf("weights: %s%s\n",
                 model.interleaved_path().empty() ? "checkpoint layout"
                                                  : ("interleaved, " + model.interleaved_path()).c_str(),
-                !a.exact && kernels::amx_kernel_supported() && kernels::il16_kernel_active() ? "; prompt matmuls on AMX tiles" : "");
+                !a.exact && engine::amx_prefill_active() ? "; prompt matmuls on AMX tiles" : "");
   }
   return 0;
 }

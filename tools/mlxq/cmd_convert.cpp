@@ -5,10 +5,10 @@
 #include <chrono>
 #include <cstdio>
 
+#include "convert/convert.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "mlxq/commands.h"
-#include "quant/convert.h"
 
 namespace mlxq::cli {
 

@@ -8,11 +8,11 @@
 #include <iterator>
 #include <mutex>
 
+#include "convert/imatrix.h"
 #include "core/error.h"
+#include "engine/calibrate.h"
 #include "mlxq/commands.h"
 #include "model/gemma4/model.h"
-#include "quant/imatrix.h"
-#include "engine/calibrate.h"
 #include "text/tokenizer.h"
 
 namespace fs = std::filesystem;

@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <unistd.h>
 
+#include "convert/synthetic.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "mlxq/commands.h"
-#include "model/gemma4/synthetic.h"
 
 namespace mlxq::cli {
 

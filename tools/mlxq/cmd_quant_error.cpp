@@ -9,13 +9,13 @@
 #include <iterator>
 #include <map>
 
+#include "convert/convert.h"
+#include "convert/imatrix.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "mlxq/commands.h"
 #include "mlxq/divergence.h"
 #include "model/gemma4/model.h"
-#include "quant/convert.h"
-#include "quant/imatrix.h"
 #include "text/tokenizer.h"
 
 namespace fs = std::filesystem;

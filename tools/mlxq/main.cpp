@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "core/error.h"
-#include "kernels/matmul.h"
+#include "engine/cpu_features.h"
 #include "mlxq/commands.h"
 #include "mlxq/default_model.h"
 
@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
     // MLXQ_CPU=avx2: run the kernels a CPU without AVX-512 would (for comparisons on one machine).
     if (const char* cpu = std::getenv("MLXQ_CPU"); cpu && *cpu) {
       mlxq::check(std::string(cpu) == "avx2", std::string("MLXQ_CPU=") + cpu + ": the only value is avx2");
-      mlxq::kernels::emulate_avx2_cpu();
+      mlxq::engine::emulate_avx2_cpu();
     }
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -9,11 +9,11 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "convert/convert.h"
+#include "convert/imatrix.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/gemma4/model.h"
-#include "quant/convert.h"
-#include "quant/imatrix.h"
 #include "test_util.h"
 
 namespace mlxq::quant {

@@ -1,7 +1,7 @@
 // imatrix files (mlx-quant-format.md §5): GGUF write/read round trip and byte layout, a
 // hand-built llama.cpp-style GGUF with every KV type, legacy .dat, corrupt and truncated input
 // (always mlxq::Error, never a crash), Gemma-4 canonical names and per-matrix importances.
-#include "quant/imatrix.h"
+#include "convert/imatrix.h"
 
 #include <gtest/gtest.h>
 

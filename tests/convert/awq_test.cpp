@@ -1,7 +1,7 @@
 // AWQ pre-scaling (mlx-quant-format.md §6): the scale formula, its effect on importance-weighted
 // 3-bit quantization error, the exactness of the folds (norm / columns, up rows / down columns)
 // within bf16 rounding, single-rounding row numerics, and plan_awq's groups on the tiny config.
-#include "quant/awq.h"
+#include "convert/awq.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Row-parallel dense and quantized tensor writing (see row_writer.h).
-#include "quant/row_writer.h"
+#include "convert/row_writer.h"
 
 #include <algorithm>
 #include <cstring>

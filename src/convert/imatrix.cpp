@@ -1,6 +1,6 @@
 // Importance matrices: llama.cpp GGUF / legacy .dat reader, GGUF writer, Gemma-4 canonical names
 // and per-matrix importances (see imatrix.h; mlx-quant-format.md §5).
-#include "quant/imatrix.h"
+#include "convert/imatrix.h"
 
 #include <algorithm>
 #include <cmath>

@@ -2,6 +2,8 @@
 // generation_config.json, 5 GiB shards with an index): random weights with realistic magnitudes
 // for tests and benchmarks, since no real weights can be downloaded. Written tensor by tensor
 // (quantized on the fly for the MLX format), so even the full 26B shape never sits in memory.
+// A checkpoint writer, so it sits on the converter's floor (it uses the recipes and the row
+// writer); the namespace stays the model's, whose shapes it writes.
 #pragma once
 #include <cstdint>
 #include <functional>

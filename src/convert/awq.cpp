@@ -1,6 +1,6 @@
 // AWQ pre-scaling: scale formula, per-layer fold plan for Gemma 4, and the row/norm numerics
 // (see awq.h; mlx-quant-format.md §6).
-#include "quant/awq.h"
+#include "convert/awq.h"
 
 #include <algorithm>
 #include <cmath>

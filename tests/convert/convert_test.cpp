@@ -1,18 +1,18 @@
 // mlxq convert: bit-identical with MLX's quantizer on the golden tiny-a checkpoint (unsloth, 3
 // bits), the unsloth per-tensor bits table and override count on the real 26b-a4b names and
 // shapes, mixed_* and user overrides, and refusal / atomicity rules.
-#include "quant/convert.h"
+#include "convert/convert.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <map>
 
+#include "convert/recipe.h"
+#include "convert/synthetic.h"
 #include "core/error.h"
 #include "io/json_fields.h"
 #include "io/safetensors.h"
-#include "model/gemma4/synthetic.h"
-#include "quant/recipe.h"
 #include "test_util.h"
 
 namespace mlxq::quant {

@@ -1,6 +1,6 @@
 // Recipe decision functions, transcribed from mlx-quant-format.md §4.1 (unsloth) and §7.3
 // (mlx-lm mixed_*), in their order: the first matching rule wins.
-#include "quant/recipe.h"
+#include "convert/recipe.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>

@@ -1,7 +1,7 @@
 // Synthetic checkpoint generation (see synthetic.h). Each weight row is drawn from its own
 // seeded stream (seed, HF tensor name, expert, row), so the HF and MLX forms of one seed are the
 // same model: the MLX form is MLX's quantization of the HF form's bf16 values.
-#include "model/gemma4/synthetic.h"
+#include "convert/synthetic.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,10 +11,10 @@
 #include <map>
 #include <memory>
 
+#include "convert/recipe.h"
+#include "convert/row_writer.h"
 #include "core/error.h"
 #include "model/gemma4/config.h"
-#include "quant/recipe.h"
-#include "quant/row_writer.h"
 
 using nlohmann::json;
 

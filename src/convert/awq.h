@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "quant/imatrix.h"
+#include "convert/imatrix.h"
 
 namespace mlxq::model::gemma4 { struct Gemma4Config; }
 

@@ -1,5 +1,5 @@
 // The streaming converter (see convert.h).
-#include "quant/convert.h"
+#include "convert/convert.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,16 +12,15 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "convert/awq.h"
+#include "convert/imatrix.h"
+#include "convert/recipe.h"
+#include "convert/row_writer.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/checkpoint_writer.h"
-#include "io/json_fields.h"
 #include "io/safetensors.h"
 #include "model/gemma4/config.h"
-#include "quant/awq.h"
-#include "quant/imatrix.h"
-#include "quant/recipe.h"
-#include "quant/row_writer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
@@ -226,6 +225,21 @@ std::vector<std::string> tune_awq(AwqPlan& plan, const io::Checkpoint& in, const
   plan.modified = int(changed.size());
   return report;
 }
+// config.json, read and parsed once: it is copied to the output (key order kept) and AWQ plans
+// from it. Errors name the file, as io::read_json_file's do.
+ordered_json read_config(const std::string& path) {
+  std::ifstream in(path);
+  check(bool(in), path + ": cannot open");
+  ordered_json cfg;
+  try {
+    cfg = ordered_json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not valid JSON: " + e.what());
+  }
+  check(cfg.is_object(), path + ": not a JSON object");
+  return cfg;
+}
+
 }  // namespace
 
 ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
@@ -247,10 +261,7 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
 
   io::Checkpoint in(opt.input);
   const std::string cfg_path = (fs::path(in.dir()) / "config.json").string();
-  (void)io::read_json_file(cfg_path);  // a clear error naming the file for a missing or bad config
-  std::ifstream cfg_in(cfg_path);
-  ordered_json cfg = ordered_json::parse(cfg_in);
-  check(cfg.is_object(), cfg_path + ": not a JSON object");
+  ordered_json cfg = read_config(cfg_path);
   bool tied = true;
   if (cfg.contains("tie_word_embeddings") && cfg["tie_word_embeddings"].is_boolean()) tied = cfg["tie_word_embeddings"];
   int layers = 0;
@@ -265,7 +276,7 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
   if (use_awq) {
     const Imatrix im = read_imatrix(opt.imatrix_path);
     const auto imp = importance_by_canonical(im);
-    awq = plan_awq(imp, model::gemma4::load_config(in.dir()), opt.awq_experts);
+    awq = plan_awq(imp, model::gemma4::parse_config(nlohmann::json(cfg), cfg_path), opt.awq_experts);
     check(awq.modified > 0, opt.imatrix_path + ": the imatrix (" + std::to_string(im.entries.size()) +
                                 " entries) matches no tensor of " + in.dir() + ": AWQ would change nothing");
     if (opt.quantize) {

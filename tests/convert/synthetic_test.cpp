@@ -1,7 +1,7 @@
 // Synthetic checkpoints: the 26b-a4b tensor plan against the spec's tables (written out here
 // independently), the tiny preset against the golden tiny-a checkpoint's config and tensors,
 // determinism, and end-to-end loading of every format the writer produces.
-#include "model/gemma4/synthetic.h"
+#include "convert/synthetic.h"
 
 #include <gtest/gtest.h>
 
