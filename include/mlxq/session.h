@@ -108,8 +108,10 @@ class Session {
   std::string model_path() const;
   const std::shared_ptr<Model>& model() const;  // the model this session runs on
   int64_t max_context() const;
-  // Bytes of this session's KV cache as allocated (pages are committed as positions fill).
+  // Memory of this session's KV cache: the bytes of the positions it holds now, and the bytes
+  // reserved for max_context (address space; the OS commits pages only as positions are written).
   uint64_t kv_cache_bytes() const;
+  uint64_t kv_cache_reserved_bytes() const;
 
  private:
   friend class Model;

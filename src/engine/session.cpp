@@ -388,6 +388,7 @@ const std::vector<float>& Session::last_logits() const { return impl_->logits; }
 std::string Session::model_path() const { return impl_->m.path; }
 const std::shared_ptr<Model>& Session::model() const { return impl_->owner; }
 int64_t Session::max_context() const { return impl_->max_context; }
-uint64_t Session::kv_cache_bytes() const { return impl_->cache.bytes(); }
+uint64_t Session::kv_cache_bytes() const { return impl_->cache.bytes_held(); }
+uint64_t Session::kv_cache_reserved_bytes() const { return impl_->cache.bytes(); }
 
 }  // namespace mlxq

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "engine/model_impl.h"
 #include "engine/transcript.h"
 #include "io/npy.h"
 #include "mlxq/default_model.h"
@@ -211,9 +212,11 @@ TEST(TinyChat, TwoSessionsOnOneModelRunConcurrentlyAsIfAlone) {
   }
   EXPECT_NE(together[0].raw[0].find("Paris"), std::string::npos) << together[0].raw[0];
   EXPECT_NE(together[1].raw[0].find("Ottawa"), std::string::npos) << together[1].raw[0];
-  // The two ran at the same time, not one after the other.
+  // The two ran at the same time, not one after the other: their forward passes queued for the
+  // model's scheduler.
   EXPECT_LT(together[0].start, together[1].end);
   EXPECT_LT(together[1].start, together[0].end);
+  EXPECT_GT(model->impl().scheduler->waited(), 10u);
   s0.reset();
   EXPECT_EQ(model->live_sessions(), 1);
 }

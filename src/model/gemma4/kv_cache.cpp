@@ -50,4 +50,10 @@ uint64_t KvCache::bytes() const {
   return n;
 }
 
+uint64_t KvCache::bytes_held() const {
+  uint64_t n = 0;
+  for (const auto& L : layers_) n += uint64_t(std::min(pos_, L.ring)) * uint64_t(L.stride) * 2 * sizeof(float);
+  return n;
+}
+
 }  // namespace mlxq::model::gemma4

@@ -66,7 +66,8 @@ class KvCache {
   Layer& layer(int64_t l) { return layers_[size_t(l)]; }
   void advance(int64_t n) { pos_ += n; }
   void reset() { pos_ = 0; }
-  uint64_t bytes() const;
+  uint64_t bytes() const;       // allocated (committed by the OS only as positions are written)
+  uint64_t bytes_held() const;  // of the positions held now (a sliding layer holds at most its ring)
 
  private:
   KvCache() = default;
