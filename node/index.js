@@ -9,8 +9,10 @@ const fs = require('node:fs');
 function loadAddon() {
   const candidates = [
     process.env.MLXQ_NODE_ADDON,
-    path.join(__dirname, 'build', 'mlxq.node'),
+    // In the source tree (node/ linked or run in place): the build tree's addon, never a stale copy.
     path.join(__dirname, '..', 'build', 'node', 'mlxq.node'),
+    // An installed package (npm pack): the copy it carries.
+    path.join(__dirname, 'build', 'mlxq.node'),
   ].filter(Boolean);
   for (const p of candidates) if (fs.existsSync(p)) return require(p);
   throw new Error(`mlxq: native addon not found (looked in ${candidates.join(', ')}); build it with ` +

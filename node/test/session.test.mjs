@@ -158,3 +158,30 @@ test('bad input gets a clear error', async () => {
   s.reset();
   assert.equal(s.turns, 0);
 });
+
+test('npm pack, then install the tarball into a new project: the card snippet runs there', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mlxq-pack-'));
+  try {
+    const pkgDir = path.join(repo, 'node');
+    const tgz = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: pkgDir, encoding: 'utf8' })
+      .trim().split('\n').at(-1);
+    const proj = path.join(dir, 'app');
+    execFileSync('mkdir', [proj]);
+    writeFileSync(path.join(proj, 'package.json'), '{"name":"app","version":"1.0.0","private":true}\n');
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--offline', path.join(dir, tgz)], { cwd: proj, stdio: 'ignore' });
+    writeFileSync(path.join(proj, 'card.mjs'), `import { loadSession } from 'mlxq';
+const session = await loadSession();
+for await (const event of session.sendStream('What is the capital of Japan?', {
+  config: { maxNewTokens: 2048, temperature: 0.6, reasoningEffort: 'low' },
+})) {
+  if (!event.done) process.stdout.write(event.text);
+}
+`);
+    const out = execFileSync('node', ['card.mjs'], { cwd: proj, encoding: 'utf8' });
+    assert.match(out, /Tokyo/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
