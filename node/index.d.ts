@@ -101,6 +101,8 @@ export declare class Session {
   private constructor();
   readonly turns: number;
   readonly historyLength: number;
+  /** The token ids the session's KV cache holds (a copy; read between turns). */
+  readonly history: Int32Array;
   readonly pendingUnresolvedToolCallCount: number;
   readonly model: Model;
   sendStream(text: string, options?: SendOptions): AsyncGenerator<ChatStreamEvent, void, undefined>;

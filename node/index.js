@@ -74,6 +74,8 @@ class Session {
 
   get turns() { return this.#native.turns(); }
   get historyLength() { return this.#native.historyLength(); }
+  /** The token ids the session's KV cache holds (a copy; between turns). */
+  get history() { return this.#native.history(); }
   get pendingUnresolvedToolCallCount() { return this.#native.pendingToolCalls(); }
   get model() { return this.#model; }
 

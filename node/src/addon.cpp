@@ -5,6 +5,7 @@
 // iterator; this file only converts values and moves them between threads.
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -182,6 +183,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                        {InstanceMethod("start", &SessionWrap::Start), InstanceMethod("cancel", &SessionWrap::Cancel),
                         InstanceMethod("reset", &SessionWrap::Reset), InstanceMethod("turns", &SessionWrap::Turns),
                         InstanceMethod("historyLength", &SessionWrap::HistoryLength),
+                        InstanceMethod("history", &SessionWrap::History),
                         InstanceMethod("pendingToolCalls", &SessionWrap::Pending)});
   }
   explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
@@ -274,6 +276,14 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value Turns(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->turns()); }
   Napi::Value HistoryLength(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), double(session_->history().size()));
+  }
+  // The token ids in the KV cache (a copy); read between turns.
+  Napi::Value History(const Napi::CallbackInfo& info) {
+    if (running_) throw Napi::Error::New(info.Env(), "session: history is read between turns, not during a send");
+    const std::vector<int32_t>& h = session_->history();
+    Napi::Int32Array a = Napi::Int32Array::New(info.Env(), h.size());
+    std::copy(h.begin(), h.end(), a.Data());
+    return a;
   }
   Napi::Value Pending(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), session_->pending_tool_calls());

@@ -77,6 +77,22 @@ test('turn 2 reuses the cache', async () => {
   assert.equal(s.turns, 2);
 });
 
+test('reasoningEffort high streams the thought channel as reasoning deltas', async () => {
+  const s = model.createSession();
+  const events = await collect(s.sendStream('What is the capital of Italy?', greedy({ reasoningEffort: 'high', maxNewTokens: 120 })));
+  const final = events.at(-1);
+  assert.equal(final.thinkingEnabled, true);
+  assert.ok(final.thinking && final.thinking.length > 0, final.rawText);
+  const reasoning = events.filter((e) => !e.done && e.isReasoning).map((e) => e.text).join('');
+  const answer = events.filter((e) => !e.done && !e.isReasoning).map((e) => e.text).join('');
+  assert.ok(reasoning.length > 0);
+  assert.equal(answer, final.text);
+  assert.match(final.text, /Rome/);
+  assert.ok(final.reasoningTokens > 0);
+  assert.equal(s.history.length, s.historyLength);
+  assert.ok(s.history instanceof Int32Array && s.history[0] === 2, 'starts with <bos>');
+});
+
 test('a tool call and its result', async () => {
   const s = model.createSession();
   const call = await s.send("What's the weather in Paris?", { ...greedy(), tools: WEATHER });
