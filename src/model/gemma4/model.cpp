@@ -96,22 +96,28 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logi
 
 void Model::forward_batch(std::span<const SequenceStep> seqs, int64_t chunk) {
   if (chunk <= 0 || chunk > opt_.max_chunk) chunk = opt_.max_chunk;
+  // Checked before any row runs (messages built only on failure: this runs once per decoded token).
   for (size_t i = 0; i < seqs.size(); ++i) {
     const SequenceStep& s = seqs[i];
-    const std::string who = seqs.size() > 1 ? "sequence " + std::to_string(i) + ": " : "";
-    check(s.cache != nullptr, who + "no KV cache");
-    for (size_t j = 0; j < i; ++j) check(seqs[j].cache != s.cache, who + "shares its KV cache with sequence " + std::to_string(j));
-    KvCache& cache = *s.cache;
+    auto fail = [&](const std::string& what) {
+      throw Error((seqs.size() > 1 ? "sequence " + std::to_string(i) + ": " : std::string()) + what);
+    };
+    if (!s.cache) fail("no KV cache");
+    for (size_t j = 0; j < i; ++j)
+      if (seqs[j].cache == s.cache) fail("shares its KV cache with sequence " + std::to_string(j));
+    const KvCache& cache = *s.cache;
     const int64_t n = int64_t(s.tokens.size());
-    check(cache.max_chunk() >= chunk, who + "KV cache was made for chunks of at most " +
-                                          std::to_string(cache.max_chunk()) + " tokens");
-    check(cache.pos() + n <= cache.max_context(),
-          who + "context of " + std::to_string(cache.pos() + n) + " tokens exceeds the KV cache's " +
-              "max_context of " + std::to_string(cache.max_context()));
-    for (int64_t t = 0; t < n; ++t)
-      check(s.tokens[size_t(t)] >= 0 && s.tokens[size_t(t)] < cfg_.vocab_size,
-            who + "token id " + std::to_string(s.tokens[size_t(t)]) + " at position " + std::to_string(t) +
-                " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
+    if (cache.max_chunk() < chunk)
+      fail("KV cache was made for chunks of at most " + std::to_string(cache.max_chunk()) + " tokens");
+    if (cache.pos() + n > cache.max_context())
+      fail("context of " + std::to_string(cache.pos() + n) + " tokens exceeds the KV cache's max_context of " +
+           std::to_string(cache.max_context()));
+    for (int64_t t = 0; t < n; ++t) {
+      const int32_t id = s.tokens[size_t(t)];
+      if (id < 0 || id >= cfg_.vocab_size)
+        fail("token id " + std::to_string(id) + " at position " + std::to_string(t) + " is outside the vocabulary [0, " +
+             std::to_string(cfg_.vocab_size) + ")");
+    }
   }
   // Each step packs up to `chunk` rows, taking every sequence's next tokens in order.
   const int64_t V = cfg_.vocab_size;
