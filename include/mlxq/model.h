@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mlxq {
 
@@ -20,6 +21,21 @@ struct LoadOptions {
   // The interleaved weights file written by `mlxq repack`: "auto" (<model dir>/mlxq-interleaved.bin
   // when present and matching), "off", or a path.
   std::string interleaved = "auto";
+  // Sequences the scheduler may run as one batched forward pass. 1 (default): one session's
+  // request at a time, so a session's tokens are those it would get alone. N > 1 (the server's
+  // slots): the waiting sessions' decode steps run together, reading the weights once for all;
+  // batched rows take the multi-row kernels, so Fast-precision logits differ by ~1e-3.
+  int batch_sequences = 1;
+};
+
+// The scheduler's counters (Model::forward_stats), for /metrics and benchmarks.
+struct ForwardStats {
+  uint64_t requests = 0;           // forward requests (a decode step, a prefill or a piece of one)
+  uint64_t waited = 0;             // of those, how many found the model busy
+  uint64_t batches = 0;            // forward passes run
+  uint64_t batched_rows = 0;       // tokens over all passes
+  uint64_t batched_sequences = 0;  // sequences over all passes (rows / sequences: prefill share)
+  int queued = 0;                  // requests waiting now
 };
 
 // What a loaded model is, for display and for clients (the Node binding, the server).
@@ -52,6 +68,13 @@ class Model : public std::enable_shared_from_this<Model> {
   const LoadOptions& options() const;
   ModelInfo info() const;
   int live_sessions() const;  // sessions created from this model and not yet destroyed
+  ForwardStats forward_stats() const;
+
+  // The prompt a conversation renders to: `messages_json` (OpenAI chat messages, JSON text) and
+  // `tools_json` (an OpenAI tools array, or "" for none) through the chat template with the
+  // generation prompt, as token ids. Throws mlxq::Error naming what is malformed.
+  std::vector<int32_t> prompt_tokens(const std::string& messages_json, const std::string& tools_json,
+                                     bool thinking) const;
 
   struct Impl;  // the engine's (src/engine/model_impl.h)
   Impl& impl() { return *impl_; }

@@ -79,6 +79,9 @@ struct SessionOptions {
   std::string system;          // prepended while the history is empty
   ChatConfig default_config;
   int64_t max_context = 0;     // KV-cache positions; 0: the model's LoadOptions::max_context
+  // Extra positions the sliding-window layers keep so that send_messages can step the cache back
+  // that far (beyond one prefill chunk) and keep a shared prefix; 0: one chunk's worth.
+  int64_t kv_rollback = 0;
 };
 
 class Session {
@@ -93,6 +96,14 @@ class Session {
   ChatResult send_tool_result(const std::string& call_id, const std::string& content, const ChatConfig& config = {});
   ChatResult send_tool_result_stream(const std::string& call_id, const std::string& content,
                                      const ChatConfig& config, const EventCallback& on_event);
+  // Replaces the conversation with `messages_json` (OpenAI chat messages, JSON text: system, user,
+  // assistant with tool_calls, tool) and generates the next assistant turn, with the tools in
+  // config.tools_json. The KV cache keeps the longest prefix the new prompt shares with what it
+  // holds (a server slot reusing a chat's earlier turns); the rest is prefilled. Throws
+  // mlxq::Error for malformed messages or a prompt over max_context.
+  ChatResult send_messages(const std::string& messages_json, const ChatConfig& config = {});
+  ChatResult send_messages_stream(const std::string& messages_json, const ChatConfig& config,
+                                  const EventCallback& on_event);
   // Clears the history and the KV cache. Throws while a send is in flight.
   void reset();
   // Stops the send in flight at the next token (callable from any thread); its turn ends with

@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 #include "engine/model_impl.h"
+#include "engine/prompt.h"
+#include "text/chat_template.h"
 
 namespace fs = std::filesystem;
 
@@ -14,6 +16,7 @@ Model::~Model() = default;
 
 std::shared_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
   check(options.max_context > 0 && options.max_chunk > 0, "load_model: max_context and max_chunk must be positive");
+  check(options.batch_sequences >= 1, "load_model: batch_sequences must be at least 1");
   auto impl = std::make_unique<Model::Impl>();
   impl->path = path;
   impl->load = options;
@@ -34,13 +37,23 @@ std::shared_ptr<Model> load_model(const std::string& path, const LoadOptions& op
         tok_path + ": " + std::to_string(impl->tok->vocab_size()) + " tokens, more than the model's vocab_size " +
             std::to_string(impl->net->config().vocab_size));
   impl->gen = model::gemma4::load_generation_config(impl->net->checkpoint().dir(), impl->net->config());
-  impl->scheduler = std::make_unique<engine::Scheduler>(*impl->net);
+  impl->scheduler = std::make_unique<engine::Scheduler>(*impl->net, options.batch_sequences);
   return std::shared_ptr<Model>(new Model(std::move(impl)));
 }
 
 const std::string& Model::path() const { return impl_->path; }
 const LoadOptions& Model::options() const { return impl_->load; }
 int Model::live_sessions() const { return impl_->sessions.load(); }
+
+ForwardStats Model::forward_stats() const {
+  const engine::SchedulerStats s = impl_->scheduler->stats();
+  return ForwardStats{s.requests, s.waited, s.batches, s.batched_rows, s.batched_sequences, s.queued};
+}
+
+std::vector<int32_t> Model::prompt_tokens(const std::string& messages_json, const std::string& tools_json,
+                                          bool thinking) const {
+  return engine::render_conversation(*impl_->tok, messages_json, tools_json, thinking);
+}
 
 ModelInfo Model::info() const {
   const model::gemma4::Model& net = *impl_->net;

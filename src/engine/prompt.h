@@ -17,6 +17,11 @@ namespace mlxq::engine {
 std::vector<int32_t> render_prompt_tokens(const text::Tokenizer& tok, nlohmann::ordered_json messages,
                                           const nlohmann::ordered_json& tools, const text::TemplateOptions& opt);
 
+// The same for JSON text (messages: an array; tools: an array, or "" / null for none), parsed with
+// text::parse_chat_json; enable_thinking as given. Errors name "messages" or "tools".
+std::vector<int32_t> render_conversation(const text::Tokenizer& tok, const std::string& messages_json,
+                                         const std::string& tools_json, bool thinking);
+
 // After a stop (<turn|>, <eos>) or a length exit: closes the model turn, adds the user turn and
 // the generation prompt: `<turn|>\n<|turn>user\nTEXT<turn|>\n<|turn>model\n` plus the empty
 // thought channel `<|channel>thought\n<channel|>` when thinking is off.

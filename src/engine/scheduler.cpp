@@ -1,15 +1,52 @@
-// Scheduler: first come, first served access to a shared model's forward pass (scheduler.h).
+// Scheduler: first come, first served access to a shared model's forward pass, one request at
+// a time or batched across sequences (scheduler.h).
 #include "engine/scheduler.h"
+
+#include <vector>
 
 namespace mlxq::engine {
 
-void Scheduler::run(std::span<const model::gemma4::SequenceStep> steps) {
+using model::gemma4::SequenceStep;
+
+void Scheduler::run(std::span<const SequenceStep> steps) {
+  if (max_sequences_ <= 1) return run_alone(steps);
+  // One sequence with a long prompt goes in pieces that leave room in each chunk for the other
+  // sequences' decode rows; only the last piece asks for logits.
+  const int64_t chunk = net_.max_chunk();
+  const int64_t piece = std::max<int64_t>(1, chunk - (max_sequences_ - 1));
+  if (steps.size() == 1 && !steps[0].all_positions && int64_t(steps[0].tokens.size()) > piece) {
+    const SequenceStep& s = steps[0];
+    const int64_t n = int64_t(s.tokens.size());
+    for (int64_t at = 0; at < n; at += piece) {
+      const int64_t len = std::min(piece, n - at);
+      const SequenceStep part{s.tokens.subspan(size_t(at), size_t(len)), s.cache, at + len == n ? s.logits : nullptr,
+                              false};
+      Pending p;
+      p.steps = std::span<const SequenceStep>(&part, 1);
+      p.rows = len;
+      submit(p);
+    }
+    return;
+  }
+  Pending p;
+  p.steps = steps;
+  for (const SequenceStep& s : steps) p.rows += int64_t(s.tokens.size());
+  submit(p);
+}
+
+void Scheduler::run_alone(std::span<const SequenceStep> steps) {
   std::unique_lock lock(mu_);
   const uint64_t ticket = next_ticket_++;
+  ++stats_.requests;
   if (ticket != serving_) {
-    ++waited_;
+    ++stats_.waited;
+    ++stats_.queued;
     turn_.wait(lock, [&] { return serving_ == ticket; });
+    --stats_.queued;
   }
+  ++stats_.batches;
+  stats_.batched_sequences += steps.size();
+  for (const SequenceStep& s : steps) stats_.batched_rows += s.tokens.size();
   lock.unlock();
   struct Next {  // hands the model to the next ticket however the forward ends
     Scheduler& s;
@@ -21,19 +58,81 @@ void Scheduler::run(std::span<const model::gemma4::SequenceStep> steps) {
   net_.forward_batch(steps);
 }
 
+// Whoever finds the model free runs the head of the queue (its own request or others') and
+// wakes everyone; a request's thread returns once its request is done.
+void Scheduler::submit(Pending& p) {
+  std::unique_lock lock(mu_);
+  ++stats_.requests;
+  if (busy_ || !queue_.empty()) ++stats_.waited;
+  queue_.push_back(&p);
+  ++stats_.queued;
+  while (!p.done) {
+    if (busy_) {
+      turn_.wait(lock);
+      continue;
+    }
+    busy_ = true;
+    std::vector<Pending*> batch;
+    int64_t rows = 0, seqs = 0;
+    const int64_t chunk = net_.max_chunk();
+    while (!queue_.empty()) {
+      Pending* q = queue_.front();
+      const int64_t n = int64_t(q->steps.size());
+      if (!batch.empty() && (seqs + n > max_sequences_ || rows + q->rows > chunk)) break;
+      batch.push_back(q);
+      queue_.pop_front();
+      rows += q->rows;
+      seqs += n;
+    }
+    stats_.queued -= int(batch.size());
+    ++stats_.batches;
+    stats_.batched_rows += uint64_t(rows);
+    stats_.batched_sequences += uint64_t(seqs);
+    lock.unlock();
+    run_batch(batch);
+    lock.lock();
+    for (Pending* q : batch) q->done = true;
+    busy_ = false;
+    turn_.notify_all();
+  }
+  if (p.error) std::rethrow_exception(p.error);
+}
+
+// forward_batch checks every sequence before running any row, so when a batch of several fails
+// each request runs again alone and gets its own outcome (one bad request cannot fail the rest).
+void Scheduler::run_batch(std::vector<Pending*>& batch) {
+  if (batch.size() == 1) {
+    try {
+      net_.forward_batch(batch[0]->steps);
+    } catch (...) {
+      batch[0]->error = std::current_exception();
+    }
+    return;
+  }
+  std::vector<SequenceStep> steps;
+  for (const Pending* q : batch) steps.insert(steps.end(), q->steps.begin(), q->steps.end());
+  try {
+    net_.forward_batch(steps);
+    return;
+  } catch (...) {
+  }
+  for (Pending* q : batch) {
+    try {
+      net_.forward_batch(q->steps);
+    } catch (...) {
+      q->error = std::current_exception();
+    }
+  }
+}
+
 void Scheduler::forward(std::span<const int32_t> tokens, model::gemma4::KvCache& cache, float* logits) {
-  const model::gemma4::SequenceStep step{tokens, &cache, logits, false};
-  run(std::span<const model::gemma4::SequenceStep>(&step, 1));
+  const SequenceStep step{tokens, &cache, logits, false};
+  run(std::span<const SequenceStep>(&step, 1));
 }
 
-uint64_t Scheduler::requests() const {
+SchedulerStats Scheduler::stats() const {
   std::lock_guard g(mu_);
-  return serving_;
-}
-
-uint64_t Scheduler::waited() const {
-  std::lock_guard g(mu_);
-  return waited_;
+  return stats_;
 }
 
 }  // namespace mlxq::engine

@@ -14,6 +14,7 @@
 #include "engine/model_impl.h"
 #include "engine/prompt.h"
 #include "mlxq/session.h"
+#include "text/chat_template.h"
 #include "text/gemma4_tokens.h"
 #include "text/sampler.h"
 
@@ -90,22 +91,25 @@ struct Session::Impl {
         m(owner->impl()),
         opt(options),
         max_context(options.max_context > 0 ? options.max_context : m.load.max_context),
-        cache(m.net->make_cache(max_context)),
+        cache(m.net->make_cache(max_context, options.kv_rollback)),
         logits(size_t(m.net->config().vocab_size)) {
     ++m.sessions;
   }
   ~Impl() { --m.sessions; }
 
-  // What a turn adds: a user message, or the result of the pending tool call.
+  // What a turn adds: a user message, or the result of the pending tool call; or a whole new
+  // conversation (send_messages).
   struct TurnInput {
     const std::string* user_text = nullptr;
     const ToolCall* answered = nullptr;
     std::string tool_content;
+    const std::string* messages_json = nullptr;
   };
   struct Prompt {
     std::vector<int32_t> tokens;  // to prefill
     int cached = 0;               // reused prefix
     ordered_json message;         // the message this turn adds to the conversation
+    ordered_json conversation;    // send_messages: the conversation that replaces the session's
   };
   struct Decoded {
     std::vector<int32_t> generated;
@@ -116,6 +120,7 @@ struct Session::Impl {
   ChatResult run_turn(const TurnInput& in, const ChatConfig& call_config, const EventCallback& on_event);
   ChatResult turn(const TurnInput& in, const ChatConfig& cfg, const EventCallback& on_event);
   Prompt build_prompt(const TurnInput& in, const ChatConfig& cfg, bool thinking);
+  Prompt conversation_prompt(const std::string& messages_json, const ChatConfig& cfg, bool thinking);
   text::Sampler make_sampler(const ChatConfig& cfg) const;
   Decoded decode(const Prompt& prompt, const ChatConfig& cfg, text::Sampler& sampler, AnswerStream& out,
                  ChatResult& r);
@@ -192,6 +197,7 @@ ChatResult Session::Impl::turn(const TurnInput& in, const ChatConfig& cfg, const
 
 // Step 1: a delta on the live cache when it is a strict extension, else a full render (§6.2).
 Session::Impl::Prompt Session::Impl::build_prompt(const TurnInput& in, const ChatConfig& cfg, bool thinking) {
+  if (in.messages_json) return conversation_prompt(*in.messages_json, cfg, thinking);
   ordered_json tools = nullptr;
   if (cfg.tools_json && !cfg.tools_json->empty()) {
     tools = ordered_json::parse(*cfg.tools_json, nullptr, false);
@@ -228,6 +234,34 @@ Session::Impl::Prompt Session::Impl::build_prompt(const TurnInput& in, const Cha
   const int64_t total = int64_t(history.size() + p.tokens.size());
   check(total < max_context, "prompt of " + std::to_string(total) + " tokens does not fit the session's max_context of " +
                                  std::to_string(max_context) + " (LoadOptions / SessionOptions::max_context)");
+  return p;
+}
+
+// Step 1 for send_messages: the whole conversation rendered; the cache keeps the longest prefix
+// it shares with what the session holds (history is what the cache holds, also after a cancelled
+// turn), stepped back at least one token so the last position's logits come out of the prefill.
+// A sliding-window ring that no longer reaches that far back means a full prefill.
+Session::Impl::Prompt Session::Impl::conversation_prompt(const std::string& messages_json, const ChatConfig& cfg,
+                                                         bool thinking) {
+  const std::string tools_text = cfg.tools_json.value_or("");
+  Prompt p;
+  p.tokens = engine::render_conversation(*m.tok, messages_json, tools_text, thinking);
+  p.conversation = text::parse_chat_json(messages_json);
+  const int64_t total = int64_t(p.tokens.size());
+  check(total < max_context, "prompt of " + std::to_string(total) + " tokens does not fit the session's max_context of " +
+                                 std::to_string(max_context) + " (LoadOptions / SessionOptions::max_context)");
+  size_t keep = 0;
+  while (keep < history.size() && keep < p.tokens.size() && history[keep] == p.tokens[keep]) ++keep;
+  if (keep == p.tokens.size()) --keep;
+  if (!cache.can_truncate(int64_t(keep))) keep = 0;
+  cache.truncate(int64_t(keep));
+  history.resize(keep);
+  p.cached = int(keep);
+  p.tokens.erase(p.tokens.begin(), p.tokens.begin() + std::ptrdiff_t(keep));
+  const ordered_json tools = tools_text.empty() ? ordered_json() : text::parse_chat_json(tools_text);
+  tools_at_start = tools.is_null() ? "" : tools.dump();
+  thinking_at_start = thinking;
+  cache_valid = true;
   return p;
 }
 
@@ -319,7 +353,11 @@ void Session::Impl::commit(const Prompt& prompt, const Decoded& d, const ChatRes
     m.scheduler->forward(std::span(&d.generated.back(), 1), cache, logits.data());
     history.push_back(d.generated.back());
   }
-  messages.push_back(prompt.message);
+  if (!prompt.conversation.is_null()) {
+    messages = prompt.conversation;
+  } else {
+    messages.push_back(prompt.message);
+  }
   ordered_json a = {{"role", "assistant"}, {"content", r.text}};
   ordered_json calls = ordered_json::array();
   for (const auto& c : r.tool_calls) {
@@ -344,6 +382,17 @@ ChatResult Session::send_stream(const std::string& text, const ChatConfig& confi
   check(impl_->pending.empty(), "session: answer the pending tool call with send_tool_result first");
   Impl::TurnInput in;
   in.user_text = &text;
+  return impl_->run_turn(in, config, on_event);
+}
+
+ChatResult Session::send_messages(const std::string& messages_json, const ChatConfig& config) {
+  return send_messages_stream(messages_json, config, {});
+}
+
+ChatResult Session::send_messages_stream(const std::string& messages_json, const ChatConfig& config,
+                                         const EventCallback& on_event) {
+  Impl::TurnInput in;
+  in.messages_json = &messages_json;
   return impl_->run_turn(in, config, on_event);
 }
 

@@ -216,7 +216,7 @@ TEST(TinyChat, TwoSessionsOnOneModelRunConcurrentlyAsIfAlone) {
   // model's scheduler.
   EXPECT_LT(together[0].start, together[1].end);
   EXPECT_LT(together[1].start, together[0].end);
-  EXPECT_GT(model->impl().scheduler->waited(), 10u);
+  EXPECT_GT(model->forward_stats().waited, 10u);
   s0.reset();
   EXPECT_EQ(model->live_sessions(), 1);
 }

@@ -21,13 +21,14 @@ FloatBuffer FloatBuffer::clone() const {
   return c;
 }
 
-KvCache::KvCache(const Gemma4Config& cfg, int64_t max_context, int64_t max_chunk)
-    : max_context_(max_context), max_chunk_(max_chunk) {
-  check(max_context > 0 && max_chunk > 0, "KV cache: max_context and max_chunk must be positive");
+KvCache::KvCache(const Gemma4Config& cfg, int64_t max_context, int64_t max_chunk, int64_t rollback)
+    : max_context_(max_context), max_chunk_(max_chunk), rollback_(rollback) {
+  check(max_context > 0 && max_chunk > 0 && rollback >= 0,
+        "KV cache: max_context and max_chunk must be positive, rollback not negative");
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
     Layer L;
     L.stride = cfg.layer_kv_heads(l) * cfg.layer_head_dim(l);
-    L.ring = cfg.is_sliding(l) ? std::min(max_context, cfg.sliding_window - 1 + max_chunk)
+    L.ring = cfg.is_sliding(l) ? std::min(max_context, cfg.sliding_window - 1 + max_chunk + rollback)
                                : max_context;
     L.k = FloatBuffer(size_t(L.ring * L.stride));
     L.v = FloatBuffer(size_t(L.ring * L.stride));
@@ -41,7 +42,29 @@ KvCache KvCache::clone() const {
   c.pos_ = pos_;
   c.max_context_ = max_context_;
   c.max_chunk_ = max_chunk_;
+  c.rollback_ = rollback_;
   return c;
+}
+
+// After truncating to p, the next chunk's first query (position p) reads keys from p - window + 1,
+// which a ring of R slots still holds while pos_ - R <= p - window + 1 (a ring as long as the
+// context holds everything). Slots between p and pos_ hold stale positions, overwritten before
+// any query reaches them.
+bool KvCache::can_truncate(int64_t p) const {
+  if (p < 0 || p > pos_) return false;
+  if (p == pos_ || p == 0) return true;
+  for (const Layer& L : layers_) {
+    if (L.ring >= max_context_) continue;
+    const int64_t window = L.ring - max_chunk_ - rollback_ + 1;
+    if (pos_ - L.ring > p - window + 1) return false;
+  }
+  return true;
+}
+
+void KvCache::truncate(int64_t p) {
+  check(can_truncate(p), "KV cache: cannot go back from " + std::to_string(pos_) + " to " + std::to_string(p) +
+                             " positions (the sliding window's ring no longer holds them)");
+  pos_ = p;
 }
 
 uint64_t KvCache::bytes() const {

@@ -1,7 +1,8 @@
 // KvCache: per-layer f32 keys and values (post-norm, post-RoPE K; post-norm V), as the spec's
 // §7 prescribes. Full layers keep every position up to max_context; sliding layers keep a ring
-// of (window - 1 + max_chunk) slots, enough to hold the window behind every query of a chunk
-// while the chunk's own keys are written. Position p lives in slot p % ring.
+// of (window - 1 + max_chunk + rollback) slots, enough to hold the window behind every query of a
+// chunk while the chunk's own keys are written, and to step back `rollback` positions more
+// (truncate: a server slot keeps the prefix a new prompt shares). Position p lives in slot p % ring.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
@@ -53,7 +54,7 @@ class KvCache {
     int64_t stride = 0;       // n_kv * head_dim
   };
 
-  KvCache(const Gemma4Config& cfg, int64_t max_context, int64_t max_chunk);
+  KvCache(const Gemma4Config& cfg, int64_t max_context, int64_t max_chunk, int64_t rollback = 0);
   KvCache(KvCache&&) = default;
   KvCache& operator=(KvCache&&) = default;
   KvCache(const KvCache&) = delete;             // a deep copy is costly: use clone()
@@ -66,13 +67,17 @@ class KvCache {
   Layer& layer(int64_t l) { return layers_[size_t(l)]; }
   void advance(int64_t n) { pos_ += n; }
   void reset() { pos_ = 0; }
+  // Whether the cache can go back to holding only positions [0, p): full layers always can; a
+  // sliding layer only while its ring still holds the window behind position p.
+  bool can_truncate(int64_t p) const;
+  void truncate(int64_t p);  // throws unless can_truncate(p)
   uint64_t bytes() const;       // allocated (committed by the OS only as positions are written)
   uint64_t bytes_held() const;  // of the positions held now (a sliding layer holds at most its ring)
 
  private:
   KvCache() = default;
   std::vector<Layer> layers_;
-  int64_t pos_ = 0, max_context_ = 0, max_chunk_ = 0;
+  int64_t pos_ = 0, max_context_ = 0, max_chunk_ = 0, rollback_ = 0;
 };
 
 }  // namespace mlxq::model::gemma4

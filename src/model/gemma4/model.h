@@ -62,7 +62,9 @@ class Model {
   // The interleaved weights file in use, or "" when the matmuls read the checkpoint's layout.
   const std::string& interleaved_path() const { return il_path_; }
 
-  KvCache make_cache(int64_t max_context) const { return KvCache(cfg_, max_context, opt_.max_chunk); }
+  KvCache make_cache(int64_t max_context, int64_t rollback = 0) const {
+    return KvCache(cfg_, max_context, opt_.max_chunk, rollback);
+  }
 
   // Feeds `tokens` at positions cache.pos() onwards, in steps of at most `chunk` tokens
   // (0: max_chunk), and appends them to the cache. When `logits` is non-null it receives
