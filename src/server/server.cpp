@@ -15,6 +15,7 @@
 #include "server/api_chat.h"
 #include "server/api_messages.h"
 #include "server/api_responses.h"
+#include "server/http_conn.h"
 #include "server/slots.h"
 
 namespace mlxq::server {
@@ -71,14 +72,14 @@ struct Server::Impl {
   std::shared_ptr<Model> model;
   std::unique_ptr<SlotPool> slots;
   ResponseStore store;
-  httplib::Server http;
+  GuardedHttpServer http;
   std::string model_id;
   int64_t started = unix_now();
 
   // Metrics.
   std::mutex metrics_mu;
   std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status) -> count
-  std::atomic<uint64_t> prompt_tokens{0}, cached_tokens{0}, generated_tokens{0}, cancelled{0}, active{0};
+  std::atomic<uint64_t> prompt_tokens{0}, cached_tokens{0}, generated_tokens{0}, cancelled{0}, active{0}, timeouts{0};
   std::atomic<uint64_t> decode_us{0}, prefill_us{0};
 
   explicit Impl(const ServerOptions& o) : opt(o), store(o.stored_responses) {
@@ -328,6 +329,8 @@ struct Server::Impl {
     metric("mlxq_requests_cancelled_total", "counter", "Streams whose client went away mid-answer.", double(cancelled));
     metric("mlxq_requests_rejected_total", "counter", "Requests answered 503 (queue full or waited too long).",
            double(s.rejected));
+    metric("mlxq_requests_timed_out_total", "counter", "Requests that did not arrive in time (408, slow clients).",
+           double(timeouts));
     metric("mlxq_queue_depth", "gauge", "Requests waiting for a slot.", double(s.queued));
     metric("mlxq_slots_total", "gauge", "Slots (conversations in flight at once).", double(s.slots));
     metric("mlxq_slots_busy", "gauge", "Slots in use.", double(s.busy));
@@ -379,7 +382,12 @@ struct Server::Impl {
     // httplib's own refusals (unknown route, oversized body, malformed request) get a JSON body too.
     http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      if (request_timed_out_on_this_thread()) {
+        res.status = 408;
+        res.set_header("Connection", "close");
+      }
       std::string msg = "HTTP " + std::to_string(res.status);
+      if (res.status == 408) msg = "Request timeout: the request did not arrive in time";
       if (res.status == 404) msg = "Unknown endpoint: " + req.method + " " + req.path;
       if (res.status == 405) msg = "Method not allowed: " + req.method + " " + req.path;
       if (res.status == 413) msg = "Request body too large";
@@ -408,6 +416,12 @@ struct Server::Impl {
 
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_read_timeout(opt.read_timeout_s, 0);
+    http.set_request_timeout(std::chrono::seconds(opt.read_timeout_s));
+    http.set_timeout_body(
+        error_body(Api::Chat, HttpError(408, "Request timeout: the request did not arrive within " +
+                                                 std::to_string(opt.read_timeout_s) + " s"))
+            .dump());
+    http.on_request_timeout = [this] { ++timeouts; };
     http.set_write_timeout(opt.write_timeout_s, 0);
     http.set_keep_alive_timeout(5);
     http.set_keep_alive_max_count(100);
