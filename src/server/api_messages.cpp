@@ -129,8 +129,12 @@ void parse_thinking(const Json& body, ChatConfig& config, const std::optional<in
     config.reasoning_effort = "none";
     return;
   }
+  if (type == "adaptive") {  // the model decides how long to think: on, without a budget
+    config.reasoning_effort = "high";
+    return;
+  }
   if (type != "enabled")
-    throw HttpError(400, "Invalid value for 'thinking.type': '" + type + "' (expected enabled or disabled)",
+    throw HttpError(400, "Invalid value for 'thinking.type': '" + type + "' (expected enabled, adaptive or disabled)",
                     "thinking.type");
   // Anthropic asks for >= 1024; the small models served here think usefully in less.
   const auto budget = opt_int(t, "budget_tokens", "thinking.budget_tokens", 1, INT_MAX);
