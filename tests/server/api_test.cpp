@@ -234,7 +234,7 @@ TEST(ApiCommon, SamplingFields) {
   parse_sampling(body(R"({"seed": 18446744073709551615})"), "", d);
   EXPECT_EQ(*d.seed, 18446744073709551615ull);
 
-  for (const auto& [text, param] : std::vector<std::pair<const char*, const char*>>{
+  for (const auto& [text_, param] : std::vector<std::pair<const char*, const char*>>{
            {R"({"temperature": 2.5})", "temperature"},
            {R"({"temperature": "hot"})", "temperature"},
            {R"({"top_p": -0.1})", "top_p"},
@@ -245,6 +245,7 @@ TEST(ApiCommon, SamplingFields) {
            {R"({"frequency_penalty": true})", "frequency_penalty"},
            {R"({"repetition_penalty": 0})", "repetition_penalty"},
            {R"({"seed": "7"})", "seed"}}) {
+    const char* text = text_;  // lambdas capture no structured bindings in clang 14
     ChatConfig x;
     EXPECT_EQ(error_of([&] { parse_sampling(body(text), "", x); }).param, param) << text;
   }
@@ -346,7 +347,7 @@ TEST(ApiChat, BadRequestsNameTheParam) {
   const std::string long_stop(limits.max_stop_bytes + 1, 'x');
   const std::string long_stop_body =
       R"({"messages": [{"role": "user", "content": "x"}], "stop": ")" + long_stop + R"("})";
-  std::vector<std::pair<std::string, std::string>> cases = {
+  const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"messages": []})", "messages"},
       {R"({"model": "m"})", "messages"},
       {R"({"messages": {"role": "user"}})", "messages"},
@@ -380,15 +381,19 @@ TEST(ApiChat, BadRequestsNameTheParam) {
        "tools[0].function.name"},
       {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"})", "tool_choice"},
   };
-  const std::string deep = R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
-      "function": {"name": "f", "arguments": ")" + std::string(300, '[') + R"("}}]}]})";
-  cases.emplace_back(deep, "messages[0].tool_calls[0].function.arguments");  // nesting is bounded
-  for (const auto& [text, param] : cases) {
+  for (const auto& [text_, param] : cases) {
+    const std::string& text = text_;  // lambdas capture no structured bindings in clang 14
     const HttpError e = error_of([&] { parse_chat_request(Json::parse(text), limits); });
     EXPECT_EQ(e.status, 400) << text;
     EXPECT_EQ(e.param, param) << text;
   }
   EXPECT_EQ(error_of([&] { parse_chat_request(body("[1]"), limits); }).status, 400);
+  // Arguments nesting is bounded (valid JSON, but too deep to parse safely).
+  const std::string deep = R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+      "function": {"name": "f", "arguments": "{\"a\": )" + std::string(300, '[') + std::string(300, ']') + R"(}"}}]}]})";
+  const HttpError d = error_of([&] { parse_chat_request(Json::parse(deep), limits); });
+  EXPECT_EQ(d.param, "messages[0].tool_calls[0].function.arguments");
+  EXPECT_NE(std::string(d.what()).find("nested deeper"), std::string::npos) << d.what();
   Limits few;
   few.max_messages = 1;
   EXPECT_EQ(error_of([&] { parse_chat_request(body(R"({"messages": [{"role": "user", "content": "a"},
@@ -535,6 +540,11 @@ TEST(ApiMessages, ThinkingToolChoiceAndErrorResults) {
       body(R"({"max_tokens": 10, "thinking": {"type": "disabled"}, "messages": [{"role": "user", "content": "x"}]})"),
       Limits{});
   EXPECT_EQ(*off.config.reasoning_effort, "none");
+  const GenRequest adaptive = parse_messages_request(
+      body(R"({"max_tokens": 10, "thinking": {"type": "adaptive"}, "messages": [{"role": "user", "content": "x"}]})"),
+      Limits{});
+  EXPECT_EQ(*adaptive.config.reasoning_effort, "high");
+  EXPECT_FALSE(adaptive.config.thinking_token_budget);
 
   // count_tokens: no max_tokens needed.
   const GenRequest ct =
@@ -581,7 +591,8 @@ TEST(ApiMessages, BadRequestsNameTheParam) {
        "tool_choice.type"},
       {R"({"max_tokens": 10, "system": 5, "messages": [{"role": "user", "content": "x"}]})", "system"},
   };
-  for (const auto& [text, param] : cases) {
+  for (const auto& [text_, param] : cases) {
+    const std::string& text = text_;  // lambdas capture no structured bindings in clang 14
     const HttpError e = error_of([&] { parse_messages_request(Json::parse(text), limits); });
     EXPECT_EQ(e.status, 400) << text;
     EXPECT_EQ(e.param, param) << text;
@@ -753,7 +764,8 @@ TEST(ApiResponses, BadRequestsNameTheParam) {
       {R"({"input": "x", "store": "no"})", "store"},
       {R"({"input": "x", "instructions": 3})", "instructions"},
   };
-  for (const auto& [text, param] : cases) {
+  for (const auto& [text_, param] : cases) {
+    const std::string& text = text_;  // lambdas capture no structured bindings in clang 14
     const HttpError e = error_of([&] { parse_responses_request(Json::parse(text), Limits{}, store); });
     EXPECT_EQ(e.status, 400) << text;
     EXPECT_EQ(e.param, param) << text;
