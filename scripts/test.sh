@@ -14,6 +14,7 @@ ctest --test-dir build -LE slow --output-on-failure -j "$jobs" "$@"
 # addon this build made (the ASan build's addon is not loadable into an uninstrumented node).
 node/node_modules/.bin/tsc -p node/tsconfig.json
 MLXQ_BIN="$PWD/build/mlxq" node --test node/test/
+MLXQ_BIN="$PWD/build/mlxq" node --test tests/server/
 
 if [ "${MLXQ_TEST_FAST:-0}" != "1" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
