@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <climits>
+#include <cstdlib>
 #include <cmath>
 #include <random>
 #include <sstream>
@@ -214,6 +215,24 @@ void parse_sampling(const Json& body, const std::string& prefix, ChatConfig& con
     if (v->is_number_unsigned()) config.seed = v->get<uint64_t>();
     else if (v->is_number_integer()) config.seed = static_cast<uint64_t>(v->get<int64_t>());
     else if (auto s = opt_int(body, "seed", path, INT64_MIN, INT64_MAX)) config.seed = static_cast<uint64_t>(*s);
+  }
+  // llama-server's extension: generate max_tokens whatever the model says (benchmarks, load tests).
+  if (auto v = opt_bool(body, "ignore_eos", dot(prefix, "ignore_eos"))) config.ignore_eos = *v;
+  // OpenAI's logit_bias: {"token id": bias in [-100, 100]}, at most 300 entries.
+  if (const Json* v = present(body, "logit_bias")) {
+    const std::string path = dot(prefix, "logit_bias");
+    if (!v->is_object()) throw HttpError(400, "Invalid type for " + quoted(path) + ": expected an object", path);
+    if (v->size() > 300) throw HttpError(400, "Invalid value for " + quoted(path) + ": at most 300 entries", path);
+    for (const auto& [key, bias] : v->items()) {
+      const std::string at = path + "." + key;
+      char* end = nullptr;
+      const long id = std::strtol(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || id < 0 || id > INT32_MAX)
+        throw HttpError(400, "Invalid key in " + quoted(path) + ": '" + key + "' is not a token id", path);
+      if (!bias.is_number() || bias.get<double>() < -100 || bias.get<double>() > 100)
+        throw HttpError(400, "Invalid value for " + quoted(at) + ": expected a number in [-100, 100]", at);
+      config.logit_bias.emplace_back(int32_t(id), float(bias.get<double>()));
+    }
   }
 }
 

@@ -16,6 +16,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 thread_local bool t_timed_out = false;
+thread_local bool t_close = false;
 
 // Waits for `events` on the socket for at most `ms` (>= 0); true when ready.
 bool wait_for(int sock, short events, int64_t ms) {
@@ -66,8 +67,9 @@ class DeadlineStream : public httplib::Stream {
     return !(n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK));
   }
   ssize_t read(char* ptr, size_t size) override {
-    if (!wait_for(sock_, POLLIN, read_wait())) {
-      if (Clock::now() >= deadline_) timed_out_ = t_timed_out = true;
+    const int64_t wait = read_wait();
+    if (!wait_for(sock_, POLLIN, wait)) {
+      if (wait < read_ms_) timed_out_ = t_timed_out = true;  // the deadline, not the per-read timeout, ran out
       return -1;
     }
     ssize_t n;
@@ -90,7 +92,9 @@ class DeadlineStream : public httplib::Stream {
  private:
   // A read waits for the per-read timeout, but never past the request's deadline.
   int64_t read_wait() const {
-    const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
+    if (deadline_ == Clock::time_point::max()) return read_ms_;
+    const int64_t left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
     return std::max<int64_t>(0, std::min(read_ms_, left));
   }
   int sock_;
@@ -103,6 +107,7 @@ class DeadlineStream : public httplib::Stream {
 }  // namespace
 
 bool request_timed_out_on_this_thread() { return t_timed_out; }
+void close_connection_after_this_request() { t_close = true; }
 
 bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
   DeadlineStream strm(sock, int64_t(read_timeout_sec_) * 1000 + int64_t(read_timeout_usec_) / 1000,
@@ -113,7 +118,9 @@ bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
     if (!wait_for(sock, POLLIN, int64_t(keep_alive_timeout_sec_) * 1000)) break;
     strm.start_request(Clock::now() + request_timeout_);
     bool closed = false;
+    t_close = false;
     ok = process_request(strm, left == 1, closed, nullptr);
+    if (t_close) break;
     if (strm.timed_out()) {
       if (on_request_timeout) on_request_timeout();
       if (strm.written() > 0) break;  // the error handler answered 408 already

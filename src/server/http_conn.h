@@ -16,6 +16,11 @@ namespace mlxq::server {
 // this thread ran out of time arriving: its 400 "malformed request" is really a 408.
 bool request_timed_out_on_this_thread();
 
+// Marks the connection of the request being processed on this thread to be closed once its
+// response is written: for refusals made before httplib read the body (401, 413, malformed),
+// whose unread bytes would otherwise be parsed as the next request on a kept-alive connection.
+void close_connection_after_this_request();
+
 class GuardedHttpServer : public httplib::Server {
  public:
   // `request_timeout`: how long a request may take to arrive, from its first byte being awaited.

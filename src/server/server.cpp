@@ -42,7 +42,7 @@ std::string endpoint_label(const std::string& path) {
 void send_error(httplib::Response& res, Api api, const HttpError& e) {
   res.status = e.status;
   if (e.status == 503) res.set_header("Retry-After", "1");
-  res.set_content(error_body(api, e).dump(), "application/json");
+  res.set_content(error_body(api, e).dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
 }
 
 // Request bodies are untrusted: nesting is bounded before the parser builds anything deep.
@@ -74,6 +74,7 @@ struct Server::Impl {
   ResponseStore store;
   GuardedHttpServer http;
   std::string model_id;
+  int64_t vocab_size = 0;
   int64_t started = unix_now();
 
   // Metrics.
@@ -89,6 +90,7 @@ struct Server::Impl {
     lo.exact = opt.exact;
     lo.batch_sequences = std::max(1, opt.slots);
     model = load_model(opt.model_path, lo);
+    vocab_size = model->info().vocab_size;
     model_id = !opt.model_id.empty() ? opt.model_id
                                       : std::filesystem::path(opt.model_path).lexically_normal().filename().string();
     if (model_id.empty()) model_id = std::filesystem::path(opt.model_path).parent_path().filename().string();
@@ -124,9 +126,14 @@ struct Server::Impl {
     if (!req.model.empty() && req.model != model_id)
       throw HttpError(404, "The model '" + req.model + "' does not exist (this server serves '" + model_id + "')",
                       "model", "model_not_found");
+    for (const auto& [id, bias] : req.config.logit_bias)
+      if (id >= vocab_size)
+        throw HttpError(400, "logit_bias: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                 std::to_string(vocab_size), "logit_bias");
     Prepared p;
     p.messages_json = req.messages.dump();
     p.tools_json = req.tools.is_null() ? "" : req.tools.dump();
+    if (!p.tools_json.empty()) req.config.tools_json = p.tools_json;
     try {
       p.prompt = model->prompt_tokens(p.messages_json, p.tools_json, thinking_on(req.config));
     } catch (const std::exception& e) {
@@ -201,9 +208,18 @@ struct Server::Impl {
         return open;
       };
       put(enc->start());
+      // Tokens that add no text (a long silent stretch, ignore_eos past the end) write nothing, so
+      // every 8th token also asks whether the client is still there.
+      ChatConfig config = st->req.config;
+      config.logits_processor = [&](float*, int64_t, const std::vector<int32_t>& generated) {
+        if (open && generated.size() % 8 == 7 && !sink.is_writable()) {
+          open = false;
+          s.cancel();
+        }
+      };
       ChatResult r;
       try {
-        r = s.send_messages_stream(st->messages_json, st->req.config, [&](const StreamEvent& e) {
+        r = s.send_messages_stream(st->messages_json, config, [&](const StreamEvent& e) {
           if (e.done || !open) return;
           if (!put(enc->delta(e))) s.cancel();
         });
@@ -233,7 +249,7 @@ struct Server::Impl {
     Prepared p = prepare(std::move(g), "chatcmpl-");
     if (!p.req.stream) {
       const ChatResult r = generate(p);
-      res.set_content(chat_completion_json(r, p.meta).dump(), "application/json");
+      res.set_content(chat_completion_json(r, p.meta).dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
       return;
     }
     auto enc = std::make_shared<ChatStream>(p.meta, p.req.include_usage);
@@ -247,7 +263,7 @@ struct Server::Impl {
       const ChatResult r = generate(p);
       const Json out = response_json(r, p.meta, p.req);
       if (p.req.store) store.put(p.meta.id, conversation_after(p.req, r, out), p.req.tools);
-      res.set_content(out.dump(), "application/json");
+      res.set_content(out.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
       return;
     }
     auto enc = std::make_shared<ResponsesStream>(p.meta, p.req);
@@ -266,7 +282,7 @@ struct Server::Impl {
     Prepared p = prepare(std::move(g), "msg_");
     if (!p.req.stream) {
       const ChatResult r = generate(p);
-      res.set_content(message_json(r, p.meta, p.req.config).dump(), "application/json");
+      res.set_content(message_json(r, p.meta, p.req.config).dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
       return;
     }
     auto enc = std::make_shared<MessagesStream>(p.meta, p.req.config);
@@ -284,14 +300,14 @@ struct Server::Impl {
     } catch (const std::exception& e) {
       throw HttpError(400, std::string("messages could not be rendered: ") + e.what(), "messages");
     }
-    res.set_content(Json{{"input_tokens", tokens.size()}}.dump(), "application/json");
+    res.set_content(Json{{"input_tokens", tokens.size()}}.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
   }
 
   void models(httplib::Response& res) {
     Json m = {{"id", model_id}, {"object", "model"}, {"created", started}, {"owned_by", "mlxq"},
               {"type", "model"}, {"display_name", model_id}, {"created_at", started}};
     m["meta"] = {{"n_ctx", opt.ctx_size}, {"n_vocab", model->info().vocab_size}, {"slots", opt.slots}};
-    res.set_content(Json{{"object", "list"}, {"data", Json::array({m})}}.dump(), "application/json");
+    res.set_content(Json{{"object", "list"}, {"data", Json::array({m})}}.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
   }
 
   void health(httplib::Response& res) {
@@ -373,6 +389,8 @@ struct Server::Impl {
       const std::string bearer = req.get_header_value("Authorization");
       const std::string x_key = req.get_header_value("x-api-key");
       if (bearer == "Bearer " + opt.api_key || x_key == opt.api_key) return httplib::Server::HandlerResponse::Unhandled;
+      close_connection_after_this_request();  // the body was not read
+      res.set_header("Connection", "close");
       send_error(res, api_for(req.path),
                  HttpError(401, bearer.empty() && x_key.empty() ? "Missing API key (Authorization: Bearer KEY or x-api-key)"
                                                                 : "Invalid API key",
@@ -382,10 +400,11 @@ struct Server::Impl {
     // httplib's own refusals (unknown route, oversized body, malformed request) get a JSON body too.
     http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-      if (request_timed_out_on_this_thread()) {
-        res.status = 408;
+      if (res.status == 400 || res.status == 408 || res.status == 413 || res.status == 414) {
+        close_connection_after_this_request();  // what is left of the request was not read
         res.set_header("Connection", "close");
       }
+      if (request_timed_out_on_this_thread()) res.status = 408;
       std::string msg = "HTTP " + std::to_string(res.status);
       if (res.status == 408) msg = "Request timeout: the request did not arrive in time";
       if (res.status == 404) msg = "Unknown endpoint: " + req.method + " " + req.path;
