@@ -22,4 +22,8 @@ if [ "${MLXQ_TEST_FAST:-0}" != "1" ]; then
   cmake --build build-asan -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan -LE slow --output-on-failure -j "$jobs" "$@"
+  # The server under the sanitizers: its API tests and the 2-minute load test (a sanitizer report
+  # in the server's log, or a leak at its exit, fails them).
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MLXQ_BIN="$PWD/build-asan/mlxq" \
+    node --test tests/server/api.test.mjs tests/server/load.test.mjs
 fi

@@ -3,8 +3,11 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <malloc.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -83,7 +86,33 @@ struct Server::Impl {
   std::atomic<uint64_t> prompt_tokens{0}, cached_tokens{0}, generated_tokens{0}, cancelled{0}, active{0}, timeouts{0};
   std::atomic<uint64_t> decode_us{0}, prefill_us{0};
 
+  // Housekeeping: every few seconds freed heap pages go back to the OS (malloc_trim). Requests
+  // allocate and free on many worker threads, each with its own malloc arena, and glibc returns an
+  // arena's free pages only from its top: without this, RSS creeps up under steady load. A member
+  // object, so its thread is joined however the server's construction ends.
+  struct Housekeeper {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stop = false;
+    std::thread thread{[this] {
+      std::unique_lock lock(mu);
+      while (!cv.wait_for(lock, std::chrono::seconds(5), [this] { return stop; })) malloc_trim(0);
+    }};
+    ~Housekeeper() {
+      {
+        std::lock_guard g(mu);
+        stop = true;
+      }
+      cv.notify_all();
+      thread.join();
+    }
+  } housekeeper;
+
   explicit Impl(const ServerOptions& o) : opt(o), store(o.stored_responses) {
+    // Buffers of a megabyte or more (the sampler's vocabulary-sized ones, per request) always come
+    // from mmap and go back on free; glibc's default threshold rises after the first such free and
+    // then serves them from the arenas, where they fragment.
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     LoadOptions lo;
     lo.threads = opt.threads;
     lo.max_context = opt.ctx_size;

@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// Serving benchmark: `mlxq serve` on a checkpoint, N concurrent streamed chat completions (each
+// generating exactly --tokens tokens: ignore_eos), for each N in --streams. Reports per N the
+// aggregate decode rate (all streams' decoded tokens over the span from the first stream's first
+// token to the last stream's end), per-stream TTFT and decode tok/s (the server's own timings),
+// and, for one stream, the overhead against `mlxq bench -n TOKENS` on the same checkpoint, run
+// in alternating phases (bench, server, bench, server) because memory bandwidth drifts.
+//
+//   node bench/serve_bench.mjs -m /work/models/26b-a4b-q3 [--streams 1,2,4,8] [--tokens 64]
+//        [--rounds 2] [--threads 0] [--bin build/mlxq]
+import { spawn, execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+  if (a.startsWith('-')) acc.push([a.replace(/^-+/, ''), all[i + 1]]);
+  return acc;
+}, []));
+const model = args.m ?? args.model;
+if (!model) { console.error('usage: serve_bench.mjs -m MODEL_DIR [--streams 1,2,4,8] [--tokens 64] [--rounds 2]'); process.exit(2); }
+const bin = args.bin ?? path.join(repo, 'build/mlxq');
+const streams = (args.streams ?? '1,2,4,8').split(',').map(Number);
+const tokens = Number(args.tokens ?? 64);
+const rounds = Number(args.rounds ?? 2);
+const threads = String(args.threads ?? 0);
+const maxStreams = Math.max(...streams);
+const topics = ['France', 'Japan', 'Peru', 'Kenya', 'Canada', 'Italy', 'India', 'Chile'];
+
+async function startServer() {
+  const child = spawn(bin, ['serve', '-m', model, '--port', '0', '--parallel', String(maxStreams), '--ctx-size', '1024',
+                            '--threads', threads], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const port = await new Promise((resolve, reject) => {
+    child.stderr.on('data', (d) => {
+      log += d;
+      const m = log.match(/on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (c) => reject(new Error(`server exited ${c}: ${log}`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+// One streamed completion: client-side TTFT (first SSE chunk with content) and the final timings.
+async function stream(url, i) {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: `Tell me about ${topics[i % topics.length]}, stream ${i}.` }],
+                           max_tokens: tokens, ignore_eos: true, temperature: 0, stream: true }) });
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = '', first = null, timings = null;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let at;
+    while ((at = buf.indexOf('\n\n')) >= 0) {
+      const frame = buf.slice(0, at); buf = buf.slice(at + 2);
+      if (!frame.startsWith('data: {')) continue;
+      const j = JSON.parse(frame.slice(6));
+      if (first === null && j.choices?.[0]?.delta && Object.keys(j.choices[0].delta).some((k) => k !== 'role')) first = performance.now();
+      if (j.timings) timings = j.timings;
+    }
+  }
+  const end = performance.now();
+  return { start: t0, first: first ?? end, end, ttft_ms: (first ?? end) - t0, timings };
+}
+
+async function phase(url, n) {
+  const runs = await Promise.all(Array.from({ length: n }, (_, i) => stream(url, i)));
+  const firstToken = Math.min(...runs.map((r) => r.first)), last = Math.max(...runs.map((r) => r.end));
+  const decoded = runs.reduce((s, r) => s + Math.max(0, r.timings.predicted_n - 1), 0);
+  return {
+    streams: n,
+    aggregate_decode_tps: decoded / ((last - firstToken) / 1000),
+    aggregate_tps_incl_prefill: runs.reduce((s, r) => s + r.timings.predicted_n, 0) / ((last - Math.min(...runs.map((r) => r.start))) / 1000),
+    ttft_ms_mean: runs.reduce((s, r) => s + r.ttft_ms, 0) / n,
+    ttft_ms_max: Math.max(...runs.map((r) => r.ttft_ms)),
+    stream_decode_tps_mean: runs.reduce((s, r) => s + r.timings.predicted_per_second, 0) / n,
+  };
+}
+
+function cliBench() {
+  const out = execFileSync(bin, ['bench', '-m', model, '-p', '16', '-n', String(tokens), '-r', '1', '--json',
+                                 '--bandwidth-gib', '0', '-t', threads], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  return JSON.parse(out).tests.find((t) => t.test === `tg${tokens}`).tokens_per_second_mean;
+}
+
+const results = {};
+const overhead = [];
+for (let round = 0; round < rounds; round++) {
+  const cli = cliBench();
+  const srv = await startServer();
+  await phase(srv.url, 1);  // warm-up: page in the weights
+  for (const n of streams) {
+    const r = await phase(srv.url, n);
+    (results[n] ??= []).push(r);
+    if (n === 1) overhead.push({ cli_tps: cli, server_tps: r.stream_decode_tps_mean });
+  }
+  srv.child.kill('SIGTERM');
+  await new Promise((r) => srv.child.on('exit', r));
+}
+const mean = (a, k) => a.reduce((s, x) => s + x[k], 0) / a.length;
+console.log(`# ${model}, ${tokens} tokens per stream, ${rounds} rounds, ${os.cpus().length} CPUs (${os.cpus()[0].model}), ${new Date().toISOString()}`);
+console.log('| streams | aggregate decode tok/s | x single | aggregate incl. prefill | TTFT mean / max ms | per-stream decode tok/s |');
+console.log('|---|---|---|---|---|---|');
+const single = mean(results[streams[0]], 'aggregate_decode_tps');
+for (const n of streams) {
+  const a = results[n];
+  console.log(`| ${n} | ${mean(a, 'aggregate_decode_tps').toFixed(2)} | ${(mean(a, 'aggregate_decode_tps') / single).toFixed(2)} | ` +
+              `${mean(a, 'aggregate_tps_incl_prefill').toFixed(2)} | ${mean(a, 'ttft_ms_mean').toFixed(0)} / ${mean(a, 'ttft_ms_max').toFixed(0)} | ` +
+              `${mean(a, 'stream_decode_tps_mean').toFixed(2)} |`);
+}
+for (const o of overhead)
+  console.log(`one stream: mlxq bench tg${tokens} ${o.cli_tps.toFixed(2)} tok/s, server ${o.server_tps.toFixed(2)} tok/s: overhead ${((1 - o.server_tps / o.cli_tps) * 100).toFixed(1)}%`);
