@@ -7,7 +7,7 @@
 // in alternating phases (bench, server, bench, server) because memory bandwidth drifts.
 //
 //   node bench/serve_bench.mjs -m /work/models/26b-a4b-q3 [--streams 1,2,4,8] [--tokens 64]
-//        [--rounds 2] [--threads 0] [--bin build/mlxq]
+//        [--rounds 2] [--reps 1] [--threads 0] [--bin build/mlxq]
 import { spawn, execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +24,7 @@ const bin = args.bin ?? path.join(repo, 'build/mlxq');
 const streams = (args.streams ?? '1,2,4,8').split(',').map(Number);
 const tokens = Number(args.tokens ?? 64);
 const rounds = Number(args.rounds ?? 2);
+const reps = Number(args.reps ?? 1);  // one-stream repetitions per round, for the overhead
 const threads = String(args.threads ?? 0);
 const maxStreams = Math.max(...streams);
 const topics = ['France', 'Japan', 'Peru', 'Kenya', 'Canada', 'Italy', 'India', 'Chile'];
@@ -62,7 +63,8 @@ async function stream(url, i) {
       const frame = buf.slice(0, at); buf = buf.slice(at + 2);
       if (!frame.startsWith('data: {')) continue;
       const j = JSON.parse(frame.slice(6));
-      if (first === null && j.choices?.[0]?.delta && Object.keys(j.choices[0].delta).some((k) => k !== 'role')) first = performance.now();
+      const d = j.choices?.[0]?.delta;
+      if (first === null && d && (d.content || d.reasoning_content || d.tool_calls)) first = performance.now();
       if (j.timings) timings = j.timings;
     }
   }
@@ -85,7 +87,7 @@ async function phase(url, n) {
 }
 
 function cliBench() {
-  const out = execFileSync(bin, ['bench', '-m', model, '-p', '16', '-n', String(tokens), '-r', '1', '--json',
+  const out = execFileSync(bin, ['bench', '-m', model, '-p', '16', '-n', String(tokens), '-r', String(reps), '--json',
                                  '--bandwidth-gib', '0', '-t', threads], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   return JSON.parse(out).tests.find((t) => t.test === `tg${tokens}`).tokens_per_second_mean;
 }
@@ -99,7 +101,11 @@ for (let round = 0; round < rounds; round++) {
   for (const n of streams) {
     const r = await phase(srv.url, n);
     (results[n] ??= []).push(r);
-    if (n === 1) overhead.push({ cli_tps: cli, server_tps: r.stream_decode_tps_mean });
+    if (n === 1) {
+      let tps = r.stream_decode_tps_mean;
+      for (let i = 1; i < reps; i++) tps += (await phase(srv.url, 1)).stream_decode_tps_mean;
+      overhead.push({ cli_tps: cli, server_tps: tps / reps });
+    }
   }
   srv.child.kill('SIGTERM');
   await new Promise((r) => srv.child.on('exit', r));
@@ -114,6 +120,10 @@ for (const n of streams) {
   console.log(`| ${n} | ${mean(a, 'aggregate_decode_tps').toFixed(2)} | ${(mean(a, 'aggregate_decode_tps') / single).toFixed(2)} | ` +
               `${mean(a, 'aggregate_tps_incl_prefill').toFixed(2)} | ${mean(a, 'ttft_ms_mean').toFixed(0)} / ${mean(a, 'ttft_ms_max').toFixed(0)} | ` +
               `${mean(a, 'stream_decode_tps_mean').toFixed(2)} |`);
+}
+if (overhead.length) {
+  const c = overhead.reduce((s, o) => s + o.cli_tps, 0) / overhead.length, v = overhead.reduce((s, o) => s + o.server_tps, 0) / overhead.length;
+  console.log(`one stream, mean of ${overhead.length} rounds x ${reps}: mlxq bench ${c.toFixed(2)} tok/s, server ${v.toFixed(2)} tok/s: overhead ${((1 - v / c) * 100).toFixed(1)}%`);
 }
 for (const o of overhead)
   console.log(`one stream: mlxq bench tg${tokens} ${o.cli_tps.toFixed(2)} tok/s, server ${o.server_tps.toFixed(2)} tok/s: overhead ${((1 - o.server_tps / o.cli_tps) * 100).toFixed(1)}%`);

@@ -2,6 +2,8 @@
 // a time or batched across sequences (scheduler.h).
 #include "engine/scheduler.h"
 
+#include <algorithm>
+#include <chrono>
 #include <vector>
 
 namespace mlxq::engine {
@@ -59,18 +61,36 @@ void Scheduler::run_alone(std::span<const SequenceStep> steps) {
 }
 
 // Whoever finds the model free runs the head of the queue (its own request or others') and
-// wakes everyone; a request's thread returns once its request is done.
+// wakes everyone; a request's thread returns once its request is done. Before taking the head,
+// the leader gathers briefly: the sequences of the last pass come back one by one as their
+// threads finish sampling, and a leader that ran at once would cut them into a pass of one and a
+// pass of the rest. It waits until as many are queued as ran last time, or a twentieth of the
+// last pass's time (50 us to 5 ms) has gone by (a sequence whose turn ended does not come back).
 void Scheduler::submit(Pending& p) {
+  using Clock = std::chrono::steady_clock;
   std::unique_lock lock(mu_);
   ++stats_.requests;
   if (busy_ || !queue_.empty()) ++stats_.waited;
   queue_.push_back(&p);
   ++stats_.queued;
+  turn_.notify_all();  // a gathering leader may be waiting for this one
   while (!p.done) {
     if (busy_) {
       turn_.wait(lock);
       continue;
     }
+    if (int64_t(queue_.size()) < std::min<int64_t>(last_sequences_, max_sequences_)) {
+      const auto now = Clock::now();
+      if (!gathering_) {
+        gathering_ = true;
+        gather_until_ = now + std::clamp(last_pass_ / 20, std::chrono::nanoseconds(50000), std::chrono::nanoseconds(5000000));
+      }
+      if (now < gather_until_) {
+        turn_.wait_until(lock, gather_until_);
+        continue;
+      }
+    }
+    gathering_ = false;
     busy_ = true;
     std::vector<Pending*> batch;
     int64_t rows = 0, seqs = 0;
@@ -89,9 +109,13 @@ void Scheduler::submit(Pending& p) {
     stats_.batched_rows += uint64_t(rows);
     stats_.batched_sequences += uint64_t(seqs);
     lock.unlock();
+    const auto t0 = Clock::now();
     run_batch(batch);
+    const auto took = Clock::now() - t0;
     lock.lock();
     for (Pending* q : batch) q->done = true;
+    last_sequences_ = seqs;
+    last_pass_ = std::chrono::duration_cast<std::chrono::nanoseconds>(took);
     busy_ = false;
     turn_.notify_all();
   }

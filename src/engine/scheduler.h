@@ -9,6 +9,7 @@
 // other sequences ride along between them. Batched rows take the multi-row kernels, so in Fast
 // precision a sequence's logits differ slightly (~1e-3) from running alone.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -60,6 +61,10 @@ class Scheduler {
   uint64_t next_ticket_ = 0, serving_ = 0;  // ticket queue (max_sequences 1)
   std::deque<Pending*> queue_;             // batching queue
   bool busy_ = false;
+  bool gathering_ = false;                           // a leader waits for last pass's sequences
+  std::chrono::steady_clock::time_point gather_until_;
+  int64_t last_sequences_ = 0;                       // sequences in the last pass
+  std::chrono::nanoseconds last_pass_{0};            // and its duration
   SchedulerStats stats_;
 };
 
