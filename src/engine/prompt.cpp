@@ -57,14 +57,15 @@ std::vector<int32_t> render_prompt_tokens(const text::Tokenizer& tok, ordered_js
     for (auto& m : messages) {
       if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) continue;
       const std::string role = m["role"];
-      if (role != "user" && role != "system" && role != "developer") continue;
+      const bool tool = role == "tool";  // a tool's result: as tool_result_delta writes it, untrimmed
+      if (role != "user" && role != "system" && role != "developer" && !tool) continue;
       if (!m.contains("content")) continue;
       ordered_json& c = m["content"];
       if (c.is_string()) {
-        substitute(c, true, sub);
+        substitute(c, !tool, sub);
       } else if (c.is_array()) {
         for (auto& part : c)
-          if (part.is_object() && part.contains("text")) substitute(part["text"], true, sub);
+          if (part.is_object() && part.contains("text")) substitute(part["text"], !tool, sub);
       }
     }
   }

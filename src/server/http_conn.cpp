@@ -18,6 +18,14 @@ using Clock = std::chrono::steady_clock;
 thread_local bool t_timed_out = false;
 thread_local bool t_close = false;
 
+// A peer that closed its end reads as end-of-file without blocking.
+bool peer_open(int sock) {
+  char c;
+  const ssize_t n = ::recv(sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return !(n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK));
+}
+thread_local int t_sock = -1;
+
 // Waits for `events` on the socket for at most `ms` (>= 0); true when ready.
 bool wait_for(int sock, short events, int64_t ms) {
   pollfd p{sock, events, 0};
@@ -60,11 +68,7 @@ class DeadlineStream : public httplib::Stream {
 
   bool is_readable() const override { return wait_for(sock_, POLLIN, read_wait()); }
   bool is_writable() const override {
-    if (!wait_for(sock_, POLLOUT, write_ms_)) return false;
-    // A peer that closed its end reads as end-of-file: no one is listening any more.
-    char c;
-    const ssize_t n = ::recv(sock_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return !(n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK));
+    return wait_for(sock_, POLLOUT, write_ms_) && peer_open(sock_);
   }
   ssize_t read(char* ptr, size_t size) override {
     const int64_t wait = read_wait();
@@ -107,12 +111,17 @@ class DeadlineStream : public httplib::Stream {
 }  // namespace
 
 bool request_timed_out_on_this_thread() { return t_timed_out; }
+bool client_connected_on_this_thread() { return t_sock < 0 || peer_open(t_sock); }
 void close_connection_after_this_request() { t_close = true; }
 
 bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
   DeadlineStream strm(sock, int64_t(read_timeout_sec_) * 1000 + int64_t(read_timeout_usec_) / 1000,
                       int64_t(write_timeout_sec_) * 1000 + int64_t(write_timeout_usec_) / 1000);
   bool ok = false;
+  t_sock = sock;
+  struct Clear {
+    ~Clear() { t_sock = -1; }
+  } clear;
   for (size_t left = keep_alive_max_count_; left > 0 && svr_sock_ != INVALID_SOCKET; --left) {
     // Idle between requests: wait for the next one's first byte (keep-alive timeout).
     if (!wait_for(sock, POLLIN, int64_t(keep_alive_timeout_sec_) * 1000)) break;

@@ -21,6 +21,10 @@ bool request_timed_out_on_this_thread();
 // whose unread bytes would otherwise be parsed as the next request on a kept-alive connection.
 void close_connection_after_this_request();
 
+// Whether the client of the request being handled on this thread is still connected (its end
+// not closed). For handlers that work long before they write anything.
+bool client_connected_on_this_thread();
+
 class GuardedHttpServer : public httplib::Server {
  public:
   // `request_timeout`: how long a request may take to arrive, from its first byte being awaited.

@@ -210,7 +210,14 @@ struct Server::Impl {
       explicit Active(std::atomic<uint64_t>& x) : a(x) { ++a; }
       ~Active() { --a; }
     } active_guard(active);
-    ChatResult r = p.lease->session().send_messages(p.messages_json, p.req.config);
+    // Nothing is written until the end, so every 8th token asks whether the client is still
+    // there; a client that left stops the generation (its slot is free at once).
+    Session& s = p.lease->session();
+    ChatConfig config = p.req.config;
+    config.logits_processor = [&s](float*, int64_t, const std::vector<int32_t>& generated) {
+      if (generated.size() % 8 == 7 && !client_connected_on_this_thread()) s.cancel();
+    };
+    ChatResult r = s.send_messages(p.messages_json, config);
     account(r);
     p.lease.reset();  // the slot is free before the response is written
     return r;

@@ -288,4 +288,22 @@ describe('bad and hostile input', () => {
     const ok = await openai.chat.completions.create({ model: 'tiny-chat', messages: [user('What is the capital of France?')], temperature: 0, max_tokens: 20 });
     assert.match(ok.choices[0].message.content, /Paris/);
   });
+  test('a non-streamed request whose client leaves stops generating too', async () => {
+    const before = metric((await get(`${srv.url}/metrics`, auth)).text, 'mlxq_requests_cancelled_total');
+    const ac = new AbortController();
+    const pending = fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', signal: ac.signal,
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ messages: [user('What is the capital of France?')], max_tokens: 4000, ignore_eos: true }) });
+    await new Promise((r) => setTimeout(r, 300));
+    ac.abort();
+    await assert.rejects(pending);
+    let m;
+    for (let i = 0; i < 50; i++) {
+      m = (await get(`${srv.url}/metrics`, auth)).text;
+      if (metric(m, 'mlxq_slots_busy') === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(metric(m, 'mlxq_slots_busy'), 0);
+    assert.equal(metric(m, 'mlxq_requests_cancelled_total'), before + 1);
+  });
 });
