@@ -1,7 +1,8 @@
 // Load test: 8 concurrent clients against one `mlxq serve` (4 slots) on 127.0.0.1 for a bounded
 // time (MLXQ_LOAD_SECONDS, default 120) and request count, mixing every API, streamed and not,
-// multi-turn chats and disconnects. Asserts zero failed requests, RSS flat after warm-up, and a
-// clean exit; with the ASan build (MLXQ_BIN=build-asan/mlxq) also no sanitizer report in its log.
+// multi-turn chats and disconnects. Asserts zero failed requests, RSS flat after warm-up (unless
+// MLXQ_LOAD_CHECK_RSS=0, for the ASan build), and a clean exit; with the ASan build
+// (MLXQ_BIN=build-asan/mlxq) also no sanitizer report in its log and no leak at exit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -114,7 +115,10 @@ test(`load: ${clients} clients for ${seconds} s`, { timeout: (seconds + 240) * 1
   assert.equal(stats.failed, 0);
   assert.ok(stats.ok > clients * 4, `only ${stats.ok} requests`);
   assert.ok(warm.length >= 10, 'too few RSS samples');
-  assert.ok(growth < Math.max(16, 0.03 * avg(head)), `RSS grew ${growth.toFixed(1)} MiB after warm-up`);
+  // RSS is judged on the Release build: ASan holds freed memory in its quarantine (256 MiB by
+  // default) and pads every allocation, so its RSS moves by tens of MiB with the requests in flight.
+  if (process.env.MLXQ_LOAD_CHECK_RSS !== '0')
+    assert.ok(growth < Math.max(16, 0.03 * avg(head)), `RSS grew ${growth.toFixed(1)} MiB after warm-up`);
   assert.equal(code, 0, log.slice(-2000));
   assert.doesNotMatch(log, /ERROR: (Address|Leak)Sanitizer|runtime error:/);
 });
