@@ -7,7 +7,7 @@
 // in alternating phases (bench, server, bench, server) because memory bandwidth drifts.
 //
 //   node bench/serve_bench.mjs -m /work/models/26b-a4b-q3 [--streams 1,2,4,8] [--tokens 64]
-//        [--rounds 2] [--reps 1] [--threads 0] [--bin build/mlxq]
+//        [--rounds 2] [--reps 1] [--interleave N] [--threads 0] [--bin build/mlxq]
 import { spawn, execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +25,9 @@ const streams = (args.streams ?? '1,2,4,8').split(',').map(Number);
 const tokens = Number(args.tokens ?? 64);
 const rounds = Number(args.rounds ?? 2);
 const reps = Number(args.reps ?? 1);  // one-stream repetitions per round, for the overhead
+// --interleave N: only the overhead, finely: one server kept up, then N pairs of (one `mlxq bench`
+// run, one server request) a few seconds apart, so bandwidth drift hits both sides alike.
+const interleave = Number(args.interleave ?? 0);
 const threads = String(args.threads ?? 0);
 const maxStreams = Math.max(...streams);
 const topics = ['France', 'Japan', 'Peru', 'Kenya', 'Canada', 'Italy', 'India', 'Chile'];
@@ -94,6 +97,23 @@ function cliBench() {
 
 const results = {};
 const overhead = [];
+if (interleave > 0) {
+  const srv = await startServer();
+  await phase(srv.url, 1);
+  const pairs = [];
+  for (let i = 0; i < interleave; i++) {
+    const cli = cliBench();
+    const server = (await phase(srv.url, 1)).stream_decode_tps_mean;
+    pairs.push({ cli, server });
+    console.log(`pair ${i + 1}: mlxq bench tg${tokens} ${cli.toFixed(2)} tok/s, server ${server.toFixed(2)} tok/s (${((1 - server / cli) * 100).toFixed(1)}%)`);
+  }
+  srv.child.kill('SIGTERM');
+  const c = pairs.reduce((s, p) => s + p.cli, 0) / pairs.length, v = pairs.reduce((s, p) => s + p.server, 0) / pairs.length;
+  const diffs = pairs.map((p) => 1 - p.server / p.cli).sort((a, b) => a - b);
+  console.log(`# ${model}, ${interleave} interleaved pairs, ${new Date().toISOString()}: mlxq bench ${c.toFixed(2)} tok/s, ` +
+              `server ${v.toFixed(2)} tok/s, overhead of the means ${((1 - v / c) * 100).toFixed(1)}%, median pair ${(diffs[diffs.length >> 1] * 100).toFixed(1)}%`);
+  process.exit(0);
+}
 for (let round = 0; round < rounds; round++) {
   const cli = cliBench();
   const srv = await startServer();
