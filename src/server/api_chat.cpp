@@ -81,14 +81,7 @@ Json parse_tools(const Json& body, const Limits& limits) {
       throw HttpError(400, "Unsupported tool type '" + type + "' (only 'function')", p + ".type");
     const Json& fn = require(tools[i], "function", p + ".function");
     detail::expect_object(fn, p + ".function");
-    const std::string name = require_string(fn, "name", p + ".function.name");
-    const auto desc = opt_string(fn, "description", p + ".function.description");
-    Json params;
-    if (fn.contains("parameters") && !fn["parameters"].is_null()) {
-      params = fn["parameters"];
-      detail::expect_object(params, p + ".function.parameters");
-    }
-    out.push_back(detail::chat_function_tool(name, desc ? Json(*desc) : Json(), params));
+    out.push_back(detail::function_tool_from(fn, p + ".function", "parameters", false));
   }
   return out.empty() ? Json() : out;
 }
@@ -98,13 +91,7 @@ Json parse_tools(const Json& body, const Limits& limits) {
 bool tools_allowed(const Json& body) {
   if (!body.contains("tool_choice") || body["tool_choice"].is_null()) return true;
   const Json& c = body["tool_choice"];
-  if (c.is_string()) {
-    const std::string s = c.get<std::string>();
-    if (s == "none") return false;
-    if (s == "auto" || s == "required") return true;
-    throw HttpError(400, "Invalid value for 'tool_choice': '" + s + "' (expected none, auto or required)",
-                    "tool_choice");
-  }
+  if (c.is_string()) return detail::tool_choice_keeps_tools(c.get<std::string>());
   detail::expect_object(c, "tool_choice");
   const std::string type = require_string(c, "type", "tool_choice.type");
   if (type != "function") throw HttpError(400, "Unsupported tool_choice type '" + type + "'", "tool_choice.type");

@@ -340,6 +340,28 @@ Json chat_function_tool(const std::string& name, const Json& description, const 
   return Json{{"type", "function"}, {"function", std::move(fn)}};
 }
 
+Json function_tool_from(const Json& obj, const std::string& path, const char* schema_key, bool schema_required) {
+  const std::string name = require_string(obj, "name", path + ".name");
+  const auto desc = opt_string(obj, "description", path + ".description");
+  const std::string schema_path = path + "." + schema_key;
+  Json schema;
+  if (schema_required) {
+    schema = require(obj, schema_key, schema_path);
+    expect_object(schema, schema_path);
+  } else if (obj.contains(schema_key) && !obj[schema_key].is_null()) {
+    schema = obj[schema_key];
+    expect_object(schema, schema_path);
+  }
+  return chat_function_tool(name, desc ? Json(*desc) : Json(), schema);
+}
+
+bool tool_choice_keeps_tools(const std::string& choice) {
+  if (choice == "none") return false;
+  if (choice == "auto" || choice == "required") return true;
+  throw HttpError(400, "Invalid value for 'tool_choice': '" + choice + "' (expected none, auto or required)",
+                  "tool_choice");
+}
+
 std::vector<const ToolCall*> ok_calls(const ChatResult& r) {
   std::vector<const ToolCall*> out;
   for (const auto& c : r.tool_calls)

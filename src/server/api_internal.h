@@ -34,6 +34,13 @@ Json arguments_object(const std::string& text);
 // The chat shape the template renders.
 Json chat_tool_call(const std::string& id, const std::string& name, Json arguments);
 Json chat_function_tool(const std::string& name, const Json& description, const Json& parameters);
+// A function tool described by `obj` (name, description, and a JSON-schema object under
+// `schema_key`: optional and nullable unless `schema_required`), in the chat shape; a 400 names
+// the field under `path`. Each API's tool list differs only in where this object sits.
+Json function_tool_from(const Json& obj, const std::string& path, const char* schema_key, bool schema_required);
+// OpenAI's string tool_choice: "none" drops the tools; "auto" and "required" keep them (the model
+// is not forced); anything else is a 400.
+bool tool_choice_keeps_tools(const std::string& choice);
 
 // The tool calls that go out to clients (status "ok" only), and the finish reason clients see:
 // tool_calls only when such a call exists (a turn whose calls all failed to parse just stopped).

@@ -96,11 +96,7 @@ Json parse_tools(const Json& body, const Limits& limits) {
     // Client tools have no type or "custom"; server tools (web_search_…, bash_…) are not ours to run.
     if (auto type = opt_string(tools[i], "type", p + ".type"); type && *type != "custom")
       throw HttpError(400, "Unsupported tool type '" + *type + "' (only client tools)", p + ".type");
-    const std::string name = require_string(tools[i], "name", p + ".name");
-    const auto desc = opt_string(tools[i], "description", p + ".description");
-    const Json& schema = require(tools[i], "input_schema", p + ".input_schema");
-    detail::expect_object(schema, p + ".input_schema");
-    out.push_back(detail::chat_function_tool(name, desc ? Json(*desc) : Json(), schema));
+    out.push_back(detail::function_tool_from(tools[i], p, "input_schema", true));
   }
   return out.empty() ? Json() : out;
 }
