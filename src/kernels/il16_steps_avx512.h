@@ -11,6 +11,8 @@
 namespace mlxq::kernels::q8::il16x {
 
 #define MLXQ_INLINE __attribute__((always_inline)) inline
+// The same for a lambda (written after its parameter list).
+#define MLXQ_INLINE_LAMBDA __attribute__((always_inline))
 
 // VPTERNLOGD immediates: (A & C) | B, and C ? A : B (bitwise select).
 constexpr int ternlog_imm(int (*f)(int, int, int)) {

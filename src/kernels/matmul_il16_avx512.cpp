@@ -163,7 +163,7 @@ void group_tokens(const uint8_t* g, const Activations& x, int64_t t0, float* y, 
   __m512 acc[NT], accb[NT];
   for (int n = 0; n < NT; ++n) acc[n] = accb[n] = _mm512_setzero_ps();
   float d[NT], s[NT];
-  auto block = [&]<bool Paired>(int64_t b, int64_t first_dword) {
+  auto block = [&]<bool Paired>(int64_t b, int64_t first_dword) MLXQ_INLINE_LAMBDA {
     for (int n = 0; n < NT; ++n) {
       x1[n] = q1[n] + first_dword;
       x2[n] = q2[n] + first_dword;
