@@ -218,6 +218,61 @@ BENCHMARK(BM_MatvecHot)
     ->ArgsProduct({{3, 4, 5, 8, 16}, {0, 1}, {0}})
     ->ArgsProduct({{2, 3, 4, 5, 6, 8}, {0, 1}, {1}});
 
+// T tokens (1-8) through a 256 x 2816 interleaved matrix that stays in L2: how the kernel's
+// arithmetic grows with the rows of a batched decode step (several sequences' tokens in one
+// pass). Bytes are the weights' once per call, so bytes/s falls as the arithmetic per byte grows.
+void BM_TokensHot(benchmark::State& state) {
+  const int bits = int(state.range(0));
+  const int64_t T = state.range(1);
+  const Precision p = state.range(2) ? Precision::Int8 : Precision::Fast;
+  const int64_t K = 2816, N = 256;
+  BenchMatrix bm(N, K, bits);
+  bm.interleave();
+  ThreadPool pool(1);
+  std::vector<float> x(static_cast<size_t>(T * K)), y(static_cast<size_t>(T * N));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 13) - 6) * 0.1f;
+  ActivationBuffer buf;
+  buf.reserve(T, K);
+  const Activations a = buf.prepare(x.data(), T, K, K, p);
+  const MatmulTask t{&bm.m, a, y.data(), N};
+  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), p, pool);
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bm.m.bytes()));
+  state.SetLabel(kernel_name(bm.m, p));
+}
+BENCHMARK(BM_TokensHot)
+    ->ArgNames({"bits", "T", "int8"})
+    ->ArgsProduct({{3, 4, 5, 8, 16}, {1, 2, 3, 4, 8}, {0, 1}});
+
+// T tokens (1-8) through a 512 MB matrix of 4096-wide rows (o_proj's width) from DRAM, two
+// threads, Fast: a batched decode step of T sequences against single-token decode (T=1), bf16
+// (bits 16) and the interleaved int8 kernel.
+void BM_TokensCold(benchmark::State& state) {
+  const int bits = int(state.range(0));
+  const int64_t T = state.range(1);
+  const int64_t K = 4096;
+  const int64_t rows = (int64_t(512) << 20) / (K * bits / 8) / 16 * 16;
+  static std::unique_ptr<BenchMatrix> bm;
+  if (!bm || bm->m.rows != rows) {
+    bm.reset();
+    bm = std::make_unique<BenchMatrix>(rows, K, bits);
+    bm->interleave();
+  }
+  ThreadPool pool(2);
+  std::vector<float> x(static_cast<size_t>(T * K)), y(static_cast<size_t>(T * rows));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 13) - 6) * 0.1f;
+  ActivationBuffer buf;
+  buf.reserve(T, K);
+  const Activations a = buf.prepare(x.data(), T, K, K, Precision::Fast);
+  const MatmulTask t{&bm->m, a, y.data(), rows};
+  for (auto _ : state) matmul(std::span<const MatmulTask>(&t, 1), Precision::Fast, pool);
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bm->m.bytes()));
+  state.SetLabel(kernel_name(bm->m, Precision::Fast));
+}
+BENCHMARK(BM_TokensCold)
+    ->ArgNames({"bits", "T"})
+    ->ArgsProduct({{16, 3, 5}, {1, 2, 3, 4, 8}})
+    ->Unit(benchmark::kMillisecond);
+
 // The routed experts' down_proj in decode: 8 experts of 2816 x 704 (short rows, 11 blocks), one
 // token each, 4-bit, Fast; the 8 x 1.1 MB of weights stay in L2/L3 between iterations.
 void BM_ExpertDownHot(benchmark::State& state) {

@@ -27,6 +27,8 @@ namespace {
 
 constexpr int kPrefetch = 4096;
 
+#define MLXQ_BF16_INLINE __attribute__((always_inline)) inline
+
 inline __mmask32 tail_mask(int64_t k, int64_t K) {
   return K - k >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (K - k)) - 1);
 }
@@ -86,10 +88,57 @@ void rows_decode(const uint8_t* const* w, const uint16_t* x, const uint16_t* x2,
   }
 }
 
-// One row x NT tokens (one token: rows_decode).
+// One 32-wide step of rows2_tokens (mask m: the columns of a last partial step).
+template <int NT, bool S>
+MLXQ_BF16_INLINE void rows2_step(__m512 (&a)[2][NT], __m512 (&a2)[2][NT], __m512bh v0, __m512bh v1,
+                                 const Tokens<NT, S>& x, int64_t k, __mmask32 m) {
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    const __m512bh xv = load_bh(m, x.x[t] + k);
+    a[0][t] = _mm512_dpbf16_ps(a[0][t], v0, xv);
+    a[1][t] = _mm512_dpbf16_ps(a[1][t], v1, xv);
+    if constexpr (S) {
+      const __m512bh xv2 = load_bh(m, x.x2[t] + k);
+      a2[0][t] = _mm512_dpbf16_ps(a2[0][t], v0, xv2);
+      a2[1][t] = _mm512_dpbf16_ps(a2[1][t], v1, xv2);
+    }
+  }
+}
+
+// Two rows x NT tokens (2-4: a batched decode step of several sequences, a short prompt): one
+// chain per (row, token, part) over k in order as in the tiles below, so a token's result is the
+// same as theirs; each activation load feeds both rows, and the rows stream from DRAM with
+// decode's L2 prefetch. (The 4-row tiles have no prefetch, and g++ 12 keeps their accumulators
+// in memory with two-part activations: at 2-4 tokens they ran at a third to a half of decode's
+// bytes per second, below their arithmetic bound.)
+template <int NT, bool S>
+void rows2_tokens(const uint8_t* w0, const uint8_t* w1, const Tokens<NT, S>& x, int64_t K, float* out) {
+  __m512 a[2][NT], a2[2][NT];
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) a[0][t] = a[1][t] = a2[0][t] = a2[1][t] = _mm512_setzero_ps();
+  const __mmask32 all = 0xffffffffu;
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(w0 + 2 * k + kDecodePrefetch), _MM_HINT_T2);
+    _mm_prefetch(reinterpret_cast<const char*>(w1 + 2 * k + kDecodePrefetch), _MM_HINT_T2);
+    rows2_step<NT, S>(a, a2, load_bh(all, w0 + 2 * k), load_bh(all, w1 + 2 * k), x, k, all);
+    rows2_step<NT, S>(a, a2, load_bh(all, w0 + 2 * k + 64), load_bh(all, w1 + 2 * k + 64), x, k + 32, all);
+  }
+  for (; k < K; k += 32) {
+    const __mmask32 m = tail_mask(k, K);
+    rows2_step<NT, S>(a, a2, load_bh(m, w0 + 2 * k), load_bh(m, w1 + 2 * k), x, k, m);
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    out[t] = _mm512_reduce_add_ps(S ? _mm512_add_ps(a[0][t], a2[0][t]) : a[0][t]);
+    out[NT + t] = _mm512_reduce_add_ps(S ? _mm512_add_ps(a[1][t], a2[1][t]) : a[1][t]);
+  }
+}
+
+// One row x NT tokens, one chain per (token, part): the tiles' order, also for a last single
+// token of a call with several (decode's one token goes through rows_decode instead).
 template <int NT, bool S>
 void row_tile(const uint8_t* w, const Tokens<NT, S>& x, int64_t K, float* out) {
-  if constexpr (NT == 1) return rows_decode<1, S>(&w, x.x[0], x.x2[0], K, out);
   __m512 acc[NT], acc2[NT];
   for (int t = 0; t < NT; ++t) acc[t] = acc2[t] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 32) {
@@ -216,11 +265,23 @@ void run_rows4(const Matrix& w, const Activations& x, int64_t r, int64_t t0, flo
 }
 
 template <int NT, bool S>
+void run_rows2(const Matrix& w, const Activations& x, int64_t r, int64_t t0, float* y, int64_t ldy) {
+  float out[2 * NT];
+  const uint8_t* w0 = w.data + size_t(r) * w.row_bytes;
+  rows2_tokens<NT, S>(w0, w0 + w.row_bytes, Tokens<NT, S>(x, t0, w.cols), w.cols, out);
+  for (int i = 0; i < 2; ++i)
+    for (int t = 0; t < NT; ++t) y[(t0 + t) * ldy + r + i] = out[i * NT + t];
+}
+
+template <int NT, bool S>
 void run_tile(const Matrix& w, const Activations& x, int64_t r, int64_t t0, float* y, int64_t ldy) {
   float out[NT];
   row_tile<NT, S>(w.data + size_t(r) * w.row_bytes, Tokens<NT, S>(x, t0, w.cols), w.cols, out);
   for (int t = 0; t < NT; ++t) y[(t0 + t) * ldy + r] = out[t];
 }
+
+// Below this many tokens rows go in pairs (rows2_tokens); from it, 4-row tiles.
+constexpr int64_t kSmallT = 9;
 
 template <bool S>
 void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
@@ -229,6 +290,18 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
   if (x.T >= 8 && w.cols > kChunk) {
     for (; r + 4 <= r1; r += 4)
       for (int64_t t = 0; t < x.T; t += kGroup) rows4_group<S>(w, x, r, t, std::min(kGroup, x.T - t), y, ldy);
+  }
+  if (x.T >= 2 && x.T < kSmallT) {  // rows in pairs, tokens 4 at a time
+    for (; r + 2 <= r1; r += 2) {
+      int64_t t = 0;
+      for (; t + 4 <= x.T; t += 4) run_rows2<4, S>(w, x, r, t, y, ldy);
+      switch (x.T - t) {
+        case 3: run_rows2<3, S>(w, x, r, t, y, ldy); break;
+        case 2: run_rows2<2, S>(w, x, r, t, y, ldy); break;
+        case 1: run_rows2<1, S>(w, x, r, t, y, ldy); break;
+        default: break;
+      }
+    }
   }
   if (x.T >= 4) {
     for (; r + 4 <= r1; r += 4) {
@@ -251,6 +324,11 @@ void run(const Matrix& w, const Activations& x, int64_t r0, int64_t r1, float* y
     }
   }
   for (; r < r1; ++r) {
+    if (x.T == 1) {
+      const uint8_t* wr = w.data + size_t(r) * w.row_bytes;
+      rows_decode<1, S>(&wr, x.xb + x.row(0) * w.cols, S ? x.xb2 + x.row(0) * w.cols : nullptr, w.cols, y + r);
+      continue;
+    }
     int64_t t = 0;
     for (; t + tile <= x.T; t += tile) run_tile<tile, S>(w, x, r, t, y, ldy);
     switch (x.T - t) {

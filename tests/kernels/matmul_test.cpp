@@ -194,7 +194,10 @@ TEST(Matmul, Int8KernelComputesItsDefinition) {
 
 // The bf16 kernel: sum of bf16(w) * bf16(x) with f32 accumulation (Int8 precision), or of
 // bf16(w) * (bf16(x) + bf16(x - bf16(x))) (Fast), for K with and without a tail of 32, any token
-// count. Where the CPU lacks AVX512-BF16 there is no bf16 form and x is used unrounded.
+// count. Where the CPU lacks AVX512-BF16 there is no bf16 form and x is used unrounded. From two
+// tokens on, a token's sums are the same bits whatever the token count (2-8 take rows in pairs, 9
+// and more 4-row tiles) and for a row alone: a sequence's logits in a batched decode step do not
+// depend on how many other sequences share it.
 TEST(Matmul, Bf16KernelComputesItsDefinition) {
   ThreadPool pool(2);
   for (int64_t K : {4096, 2816, 720, 50}) {
@@ -203,8 +206,10 @@ TEST(Matmul, Bf16KernelComputesItsDefinition) {
     Owned o = make_matrix(N, K, false, DType::BF16, {}, 44);
     ActivationBuffer buf;
     buf.reserve(9, K);
-    for (const Precision p : {Precision::Fast, Precision::Int8})
-      for (int64_t T : {1, 3, 4, 9}) {
+    for (const Precision p : {Precision::Fast, Precision::Int8}) {
+      std::vector<float> y9;  // the 9-token run's sums (the T loop ends with it)
+      std::vector<std::vector<float>> several;
+      for (int64_t T : {1, 2, 3, 4, 6, 8, 9}) {
         const Activations a = buf.prepare(x.data(), T, K, K, p);
         ASSERT_EQ(a.xb != nullptr, bf16_kernel_supported());
         ASSERT_EQ(a.xb2 != nullptr, bf16_kernel_supported() && p == Precision::Fast);
@@ -227,19 +232,25 @@ TEST(Matmul, Bf16KernelComputesItsDefinition) {
             err2 += (want - exact) * (want - exact);
             ref2 += exact * exact;
           }
-        if (T == 1) {  // decode takes rows in pairs: a row alone gives the same bits
-          for (int64_t n = 0; n < N; ++n) {
-            std::vector<float> alone(size_t(N), -1.0f);
-            const MatmulTask one{&o.m, a, alone.data(), ldy};
-            matmul_rows(one, n, n + 1, p);
-            EXPECT_EQ(alone[size_t(n)], y[size_t(n)]) << "K " << K << " row " << n;
-          }
+        // Rows are taken in pairs or fours: a row alone gives the same bits.
+        for (int64_t n = 0; n < N; ++n) {
+          std::vector<float> alone(size_t(T * ldy), -1.0f);
+          const MatmulTask one{&o.m, a, alone.data(), ldy};
+          matmul_rows(one, n, n + 1, p);
+          for (int64_t t = 0; t < T; ++t)
+            EXPECT_EQ(alone[size_t(t * ldy + n)], y[size_t(t * ldy + n)]) << "K " << K << " T " << T << " row " << n;
         }
         // bf16 activations: ~2^-9 relative per value; two parts: ~2^-17
         if (a.xb) {
           EXPECT_LT(std::sqrt(err2 / ref2), p == Precision::Fast ? 2e-5 : 4e-3) << "K " << K;
         }
+        if (T == 9) y9 = y;
+        else if (T >= 2) several.push_back(y);
       }
+      for (const std::vector<float>& y : several)
+        for (size_t i = 0; i < y.size(); ++i)
+          EXPECT_EQ(y[i], y9[i]) << "K " << K << " T " << y.size() / size_t(ldy) << " at " << i;
+    }
   }
 }
 
