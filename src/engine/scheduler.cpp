@@ -65,7 +65,10 @@ void Scheduler::run_alone(std::span<const SequenceStep> steps) {
 // the leader gathers briefly: the sequences of the last pass come back one by one as their
 // threads finish sampling, and a leader that ran at once would cut them into a pass of one and a
 // pass of the rest. It waits until as many are queued as ran last time, or a twentieth of the
-// last pass's time (50 us to 5 ms) has gone by (a sequence whose turn ended does not come back).
+// last pass's time (200 us to 5 ms) has gone by (a sequence whose turn ended does not come back).
+// "As many as ran" counts those waiting when the pass ended too: counting only the pass's own
+// sequences, a pass of 3 of 4 active ones (the 4th came a moment late) set the target at 3, and
+// every later pass ran 3 and left one behind (4 streams decoded in 4/3 passes per step).
 void Scheduler::submit(Pending& p) {
   using Clock = std::chrono::steady_clock;
   std::unique_lock lock(mu_);
@@ -79,11 +82,11 @@ void Scheduler::submit(Pending& p) {
       turn_.wait(lock);
       continue;
     }
-    if (int64_t(queue_.size()) < std::min<int64_t>(last_sequences_, max_sequences_)) {
+    if (int64_t(queue_.size()) < std::min<int64_t>(expected_, max_sequences_)) {
       const auto now = Clock::now();
       if (!gathering_) {
         gathering_ = true;
-        gather_until_ = now + std::clamp(last_pass_ / 20, std::chrono::nanoseconds(50000), std::chrono::nanoseconds(5000000));
+        gather_until_ = now + std::clamp(last_pass_ / 20, std::chrono::nanoseconds(200000), std::chrono::nanoseconds(5000000));
       }
       if (now < gather_until_) {
         turn_.wait_until(lock, gather_until_);
@@ -114,7 +117,7 @@ void Scheduler::submit(Pending& p) {
     const auto took = Clock::now() - t0;
     lock.lock();
     for (Pending* q : batch) q->done = true;
-    last_sequences_ = seqs;
+    expected_ = seqs + int64_t(queue_.size());
     last_pass_ = std::chrono::duration_cast<std::chrono::nanoseconds>(took);
     busy_ = false;
     turn_.notify_all();

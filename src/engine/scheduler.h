@@ -63,8 +63,8 @@ class Scheduler {
   bool busy_ = false;
   bool gathering_ = false;                           // a leader waits for last pass's sequences
   std::chrono::steady_clock::time_point gather_until_;
-  int64_t last_sequences_ = 0;                       // sequences in the last pass
-  std::chrono::nanoseconds last_pass_{0};            // and its duration
+  int64_t expected_ = 0;  // sequences in the last pass plus those queued when it ended
+  std::chrono::nanoseconds last_pass_{0};            // the last pass's duration
   SchedulerStats stats_;
 };
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "engine/scheduler.h"
 #include "mlxq/default_model.h"
 #include "mlxq/session.h"
 #include "model/gemma4/model.h"
@@ -190,6 +191,38 @@ TEST(Scheduler, BatchesConcurrentSessionsWithTheAnswersTheyGiveAlone) {
   // Four decodes of ~10 tokens each in ~15 passes, not ~40: the steps ran together.
   EXPECT_GT(double(seqs) / double(batches), 1.8) << seqs << " sequences in " << batches << " passes";
   EXPECT_EQ(after.queued, 0);
+}
+
+// Four sequences decoding in step, one of which joins while the first pass runs: every later
+// pass carries all four. (The leader used to gather as many as the last pass ran, 3 here, so
+// each pass left the last one to come back waiting for the next: 4/3 passes per step.)
+TEST(Scheduler, ASequenceThatJoinsLateRidesInEveryLaterPass) {
+  model::gemma4::ModelOptions mo;
+  mo.threads = 2;
+  model::gemma4::Model net(q3_path(), mo);
+  engine::Scheduler sched(net, 4);
+  constexpr int kSeqs = 4, kSteps = 24;
+  const int64_t V = net.config().vocab_size;
+  std::vector<model::gemma4::KvCache> caches;
+  for (int i = 0; i < kSeqs; ++i) caches.push_back(net.make_cache(kSteps + 1));
+  std::vector<std::vector<float>> logits(kSeqs, std::vector<float>(size_t(V)));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kSeqs; ++i)
+    threads.emplace_back([&, i] {
+      if (i == kSeqs - 1)  // the late one: after the first pass has started
+        while (sched.stats().batches == 0) std::this_thread::yield();
+      int32_t tok = 2;
+      for (int s = 0; s < kSteps; ++s) {
+        sched.forward(std::span(&tok, 1), caches[size_t(i)], logits[size_t(i)].data());
+        tok = int32_t(std::max_element(logits[size_t(i)].begin(), logits[size_t(i)].end()) - logits[size_t(i)].begin());
+      }
+    });
+  for (auto& t : threads) t.join();
+  const engine::SchedulerStats st = sched.stats();
+  EXPECT_EQ(st.batched_sequences, uint64_t(kSeqs * kSteps));
+  // The first pass runs 3 (or fewer) and the late one's last step runs alone: about kSteps + 1
+  // passes, where leaving one behind each time takes 4/3 as many.
+  EXPECT_LE(st.batches, uint64_t(kSteps + 3)) << st.batched_sequences << " sequences in " << st.batches << " passes";
 }
 
 }  // namespace
