@@ -36,6 +36,7 @@ struct ForwardStats {
   uint64_t batched_rows = 0;       // tokens over all passes
   uint64_t batched_sequences = 0;  // sequences over all passes (rows / sequences: prefill share)
   int queued = 0;                  // requests waiting now
+  double forward_seconds = 0;      // wall time inside forward passes (a server's other work is the rest)
 };
 
 // What a loaded model is, for display and for clients (the Node binding, the server).

@@ -47,7 +47,7 @@ int Model::live_sessions() const { return impl_->sessions.load(); }
 
 ForwardStats Model::forward_stats() const {
   const engine::SchedulerStats s = impl_->scheduler->stats();
-  return ForwardStats{s.requests, s.waited, s.batches, s.batched_rows, s.batched_sequences, s.queued};
+  return ForwardStats{s.requests, s.waited, s.batches, s.batched_rows, s.batched_sequences, s.queued, s.forward_seconds};
 }
 
 std::vector<int32_t> Model::prompt_tokens(const std::string& messages_json, const std::string& tools_json,

@@ -52,8 +52,13 @@ void Scheduler::run_alone(std::span<const SequenceStep> steps) {
   lock.unlock();
   struct Next {  // hands the model to the next ticket however the forward ends
     Scheduler& s;
+    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
     ~Next() {
-      { std::lock_guard g(s.mu_); ++s.serving_; }
+      {
+        std::lock_guard g(s.mu_);
+        s.stats_.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ++s.serving_;
+      }
       s.turn_.notify_all();
     }
   } next{*this};
@@ -119,6 +124,7 @@ void Scheduler::submit(Pending& p) {
     for (Pending* q : batch) q->done = true;
     expected_ = seqs + int64_t(queue_.size());
     last_pass_ = std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+    stats_.forward_seconds += std::chrono::duration<double>(took).count();
     busy_ = false;
     turn_.notify_all();
   }

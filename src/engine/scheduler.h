@@ -28,6 +28,7 @@ struct SchedulerStats {
   uint64_t batched_rows = 0;  // rows (tokens) over all batches
   uint64_t batched_sequences = 0;  // sequences over all batches
   int queued = 0;             // requests waiting now
+  double forward_seconds = 0;  // wall time inside forward_batch
 };
 
 class Scheduler {

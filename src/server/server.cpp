@@ -117,6 +117,7 @@ struct Server::Impl {
     lo.threads = opt.threads;
     lo.max_context = opt.ctx_size;
     lo.exact = opt.exact;
+    lo.int8 = opt.int8;
     lo.batch_sequences = std::max(1, opt.slots);
     model = load_model(opt.model_path, lo);
     vocab_size = model->info().vocab_size;
@@ -390,6 +391,8 @@ struct Server::Impl {
     metric("mlxq_forward_rows_total", "counter", "Tokens over all forward passes.", double(f.batched_rows));
     metric("mlxq_forward_sequences_total", "counter", "Sequences over all forward passes (batching: / batches).",
            double(f.batched_sequences));
+    metric("mlxq_forward_seconds_total", "counter", "Wall time inside forward passes (the rest of a generation's time is the server's).",
+           f.forward_seconds);
     res.set_content(o.str(), "text/plain; version=0.0.4");
   }
 

@@ -30,6 +30,7 @@ struct ServerOptions {
   size_t stored_responses = 1024;  // previous_response_id memory (LRU)
   Limits limits;
   bool exact = false;              // f32 activations (LoadOptions::exact)
+  bool int8 = false;               // one int8 activation part (LoadOptions::int8)
   std::function<void(const std::string&)> log;      // one line per request and event ("" -> stderr)
   std::function<void(int port)> on_listening;       // called once the socket is bound
 };

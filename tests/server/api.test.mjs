@@ -177,6 +177,11 @@ describe('mlxq serve with the official clients', () => {
     assert.equal(metric(m.text, 'mlxq_slots_total'), 2);
     assert.equal(metric(m.text, 'mlxq_slots_busy'), 0);
     assert.ok(metric(m.text, 'mlxq_requests_total{endpoint="/v1/chat/completions",status="200"}') >= 8);
+    // Time in forward passes: most of the generations' time, never much more (the passes that
+    // commit each answer's last token come after its decode time).
+    const fwd = metric(m.text, 'mlxq_forward_seconds_total');
+    const gen = metric(m.text, 'mlxq_prefill_seconds_total') + metric(m.text, 'mlxq_decode_seconds_total');
+    assert.ok(fwd > 0.3 * gen && fwd < 1.2 * gen + 0.5, `forward ${fwd} s, generations ${gen} s`);
   });
 });
 
