@@ -69,8 +69,11 @@ void Scheduler::run_alone(std::span<const SequenceStep> steps) {
 // wakes everyone; a request's thread returns once its request is done. Before taking the head,
 // the leader gathers briefly: the sequences of the last pass come back one by one as their
 // threads finish sampling, and a leader that ran at once would cut them into a pass of one and a
-// pass of the rest. It waits until as many are queued as ran last time, or a twentieth of the
-// last pass's time (200 us to 5 ms) has gone by (a sequence whose turn ended does not come back).
+// pass of the rest. It waits until as many are queued as ran last time, or until a window has
+// gone by (a sequence whose turn ended does not come back): a twentieth of the last pass, or
+// twice the time sequences have been taking to come back after a pass (their sampling: ~0.5 ms
+// over a 262k vocabulary, as long as a fifth of a small model's pass), 200 us to 5 ms and at most
+// a pass.
 // "As many as ran" counts those waiting when the pass ended too: counting only the pass's own
 // sequences, a pass of 3 of 4 active ones (the 4th came a moment late) set the target at 3, and
 // every later pass ran 3 and left one behind (4 streams decoded in 4/3 passes per step).
@@ -79,6 +82,10 @@ void Scheduler::submit(Pending& p) {
   std::unique_lock lock(mu_);
   ++stats_.requests;
   if (busy_ || !queue_.empty()) ++stats_.waited;
+  if (passes_ > 0) {  // back from the last finished pass (or new): how long after it ended
+    const auto back = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - last_end_);
+    if (back < last_pass_) return_time_ = (3 * return_time_ + back) / 4;
+  }
   queue_.push_back(&p);
   ++stats_.queued;
   turn_.notify_all();  // a gathering leader may be waiting for this one
@@ -91,7 +98,8 @@ void Scheduler::submit(Pending& p) {
       const auto now = Clock::now();
       if (!gathering_) {
         gathering_ = true;
-        gather_until_ = now + std::clamp(last_pass_ / 20, std::chrono::nanoseconds(200000), std::chrono::nanoseconds(5000000));
+        const auto window = std::min(std::max(last_pass_ / 20, 2 * return_time_), last_pass_);
+        gather_until_ = now + std::clamp(window, std::chrono::nanoseconds(200000), std::chrono::nanoseconds(5000000));
       }
       if (now < gather_until_) {
         turn_.wait_until(lock, gather_until_);
@@ -124,6 +132,8 @@ void Scheduler::submit(Pending& p) {
     for (Pending* q : batch) q->done = true;
     expected_ = seqs + int64_t(queue_.size());
     last_pass_ = std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+    last_end_ = Clock::now();
+    ++passes_;
     stats_.forward_seconds += std::chrono::duration<double>(took).count();
     busy_ = false;
     turn_.notify_all();

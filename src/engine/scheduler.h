@@ -66,6 +66,9 @@ class Scheduler {
   std::chrono::steady_clock::time_point gather_until_;
   int64_t expected_ = 0;  // sequences in the last pass plus those queued when it ended
   std::chrono::nanoseconds last_pass_{0};            // the last pass's duration
+  std::chrono::steady_clock::time_point last_end_;   // and its end
+  std::chrono::nanoseconds return_time_{0};          // average time from a pass's end to a submit
+  uint64_t passes_ = 0;                              // batched passes run
   SchedulerStats stats_;
 };
 

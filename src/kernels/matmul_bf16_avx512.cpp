@@ -119,8 +119,10 @@ void rows2_tokens(const uint8_t* w0, const uint8_t* w1, const Tokens<NT, S>& x, 
   const __mmask32 all = 0xffffffffu;
   int64_t k = 0;
   for (; k + 64 <= K; k += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(w0 + 2 * k + kDecodePrefetch), _MM_HINT_T2);
-    _mm_prefetch(reinterpret_cast<const char*>(w1 + 2 * k + kDecodePrefetch), _MM_HINT_T2);
+    for (int l = 0; l < 128; l += 64) {  // both 64-byte lines of each row's 128 bytes
+      _mm_prefetch(reinterpret_cast<const char*>(w0 + 2 * k + l + kDecodePrefetch), _MM_HINT_T2);
+      _mm_prefetch(reinterpret_cast<const char*>(w1 + 2 * k + l + kDecodePrefetch), _MM_HINT_T2);
+    }
     rows2_step<NT, S>(a, a2, load_bh(all, w0 + 2 * k), load_bh(all, w1 + 2 * k), x, k, all);
     rows2_step<NT, S>(a, a2, load_bh(all, w0 + 2 * k + 64), load_bh(all, w1 + 2 * k + 64), x, k + 32, all);
   }
