@@ -40,8 +40,10 @@ void Model::forward_chunk(int64_t T) {
 }
 
 // The rows whose logits are wanted (every row of an `all` segment, else its last row when the
-// sequence ends in this chunk): final norm, one lm_head job with a task per segment writing
-// straight into its logits, softcap.
+// sequence ends in this chunk): final norm, the lm_head, softcap. One sequence's rows are written
+// straight into its logits. Several sequences' rows (a batched decode step) go through one task
+// into the workspace and are copied out: a task per sequence read the 0.5 GB vocabulary matrix
+// once per sequence (4 sequences: 55 ms against 19 for one).
 void Model::lm_head(int64_t T) {
   (void)T;
   Workspace& ws = *ws_;
@@ -56,17 +58,33 @@ void Model::lm_head(int64_t T) {
   }
   if (rows == 0) return;
   const k::Activations a = ws.act_h.prepare(ws.a.data(), rows, H, H, precision(), {&w_.embed_tokens});
-  ws.tasks.clear();
+  const float cap = float(cfg_.final_logit_softcapping);
+  int64_t wanting = 0;
+  for (const Segment& g : ws.segs) wanting += g.logits ? 1 : 0;
+  constexpr int64_t kMaxSharedRows = 64;  // the workspace's copy: at most 64 MB for a 262k vocabulary
+  if (wanting == 1 || rows > kMaxSharedRows) {
+    int64_t r0 = 0;
+    for (const Segment& g : ws.segs) {
+      if (!g.logits) continue;
+      const int64_t n = g.all ? g.T : 1;
+      const MatmulTask t{&w_.embed_tokens, a.slice(r0, n), g.logits, V};  // [n, V]
+      k::matmul(std::span<const MatmulTask>(&t, 1), precision(), *pool_);
+      if (cap > 0) k::simd::softcap(g.logits, n * V, cap);
+      r0 += n;
+    }
+    return;
+  }
+  if (ws.logits.size() < size_t(rows * V)) ws.logits.resize(size_t(rows * V));
+  const MatmulTask t{&w_.embed_tokens, a, ws.logits.data(), V};  // [rows, V]
+  k::matmul(std::span<const MatmulTask>(&t, 1), precision(), *pool_);
+  if (cap > 0) k::simd::softcap(ws.logits.data(), rows * V, cap);
   int64_t r0 = 0;
   for (const Segment& g : ws.segs) {
     if (!g.logits) continue;
     const int64_t n = g.all ? g.T : 1;
-    ws.tasks.push_back({&w_.embed_tokens, a.slice(r0, n), g.logits, V});  // [n, V]
+    std::copy_n(&ws.logits[size_t(r0 * V)], size_t(n * V), g.logits);
     r0 += n;
   }
-  k::matmul(ws.tasks, precision(), *pool_);
-  if (cfg_.final_logit_softcapping > 0)
-    for (const MatmulTask& t : ws.tasks) k::simd::softcap(t.y, t.x.T * V, float(cfg_.final_logit_softcapping));
 }
 
 // §5: attention block, then the dense MLP and the MoE in parallel, then layer_scalar.

@@ -44,6 +44,7 @@ struct Model::Workspace {
   AlignedVector<float> eg, eu;      // [T*K, Ie] expert gate / up (then gelu(gate)*up)
   AlignedVector<float> ye;          // [T*K, H] expert outputs
   AlignedVector<float> xe;          // [T, H] gathered expert input (only for the observer)
+  std::vector<float> logits;        // [rows, V] several sequences' logits, one lm_head task (grows on use)
   std::vector<std::vector<float>> scores;  // per worker: attention scores
   std::vector<std::vector<float>> inv_freq;  // per layer: RoPE inverse frequencies
   std::vector<int> rope_slot;       // per layer: which table below holds its angles
