@@ -1,6 +1,8 @@
 // `mlxq bench`: (a) --capitals, the model card's four-turn chat (session-and-benchmark.md §7),
 // with its TTFT gate and the headline "best decode tok/s over turns 2-4"; (b) a llama-bench-like
-// grid (-p prompt tokens, -n generated tokens, -r repetitions) printing mean +- sd per test.
+// grid (-p prompt tokens, -n generated tokens, -b sequences decoding together, -r repetitions)
+// printing mean +- sd per test. The grid takes its repetitions round-robin over the tests, so the
+// machine's bandwidth drift falls on all of them alike.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -87,8 +89,15 @@ int capitals(const ChatArgs& a, bool json, bool quiet) {
   return fail ? 1 : 0;
 }
 
-int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& tg, int reps, bool json,
-         double bw_gib) {
+struct GridOptions {
+  std::vector<int> pp{512}, tg{128};
+  std::vector<int> batch{1};  // sequences decoding together in the tg tests (1: plain decode)
+  int reps = 5;
+  bool json = false;
+  double bw_gib = 1.0;  // read-bandwidth probe buffer (0: skip)
+};
+
+int grid(const ChatArgs& a, const GridOptions& g) {
   model::gemma4::ModelOptions mo;
   mo.threads = a.threads;
   mo.exact = a.exact;
@@ -119,29 +128,58 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
     }
     return double(n) / std::chrono::duration<double>(Clock::now() - t0).count();
   };
-  struct Row { std::string test; Stat s; std::vector<double> v; };
-  std::vector<Row> rows;
-  auto measure = [&](const std::string& name, const std::function<double()>& f) {
-    f();  // warm-up (page cache, first touches)
-    Row r{name, {}, {}};
-    for (int i = 0; i < reps; ++i) r.v.push_back(f());
-    r.s = stat(r.v);
-    rows.push_back(r);
+  // b sequences decoding n tokens each in step, one forward_batch per step (the server's batched
+  // decode): aggregate tokens per second. Each starts from <bos> and a different random token,
+  // so they route to different experts, as different conversations do.
+  std::vector<float> blogits;
+  auto run_tgb = [&](int n, int b) {
+    blogits.resize(size_t(b) * size_t(V));
+    std::vector<model::gemma4::KvCache> caches;
+    std::vector<int32_t> toks(static_cast<size_t>(b));
+    std::vector<model::gemma4::SequenceStep> steps(static_cast<size_t>(b));
+    for (int s = 0; s < b; ++s) {
+      caches.push_back(model.make_cache(n + 3));
+      const int32_t first[2] = {2, int32_t(std::uniform_int_distribution<int64_t>(4, V - 1)(rng))};
+      model.forward(first, caches.back(), &blogits[size_t(s) * size_t(V)], false);  // untimed
+    }
+    const auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      for (int s = 0; s < b; ++s) {
+        const float* l = &blogits[size_t(s) * size_t(V)];
+        toks[size_t(s)] = int32_t(std::max_element(l, l + V) - l);
+        steps[size_t(s)] = {std::span(&toks[size_t(s)], 1), &caches[size_t(s)], &blogits[size_t(s) * size_t(V)], false};
+      }
+      model.forward_batch(steps);
+    }
+    return double(n) * b / std::chrono::duration<double>(Clock::now() - t0).count();
   };
+  struct Row { std::string test; Stat s; std::vector<double> v; std::function<double()> f; };
+  std::vector<Row> rows;
   // The bandwidth limit, measured with the same threads before and after the tests (best of both).
   double bw = 0;
   auto probe = [&] {
-    if (bw_gib > 0) bw = std::max(bw, engine::measure_read_bandwidth_gbps(model.pool(), size_t(bw_gib * double(1 << 30)), 5));
+    if (g.bw_gib > 0)
+      bw = std::max(bw, engine::measure_read_bandwidth_gbps(model.pool(), size_t(g.bw_gib * double(1 << 30)), 5));
   };
+  for (int p : g.pp)
+    if (p > 0) rows.push_back({"pp" + std::to_string(p), {}, {}, [&run_pp, p] { return run_pp(p); }});
+  for (int n : g.tg)
+    for (int b : g.batch) {
+      if (n <= 0 || b <= 0) continue;
+      if (b == 1) rows.push_back({"tg" + std::to_string(n), {}, {}, [&run_tg, n] { return run_tg(n); }});
+      else rows.push_back({"tg" + std::to_string(n) + "x" + std::to_string(b), {}, {}, [&run_tgb, n, b] { return run_tgb(n, b); }});
+    }
   probe();
-  for (int p : pp) if (p > 0) measure("pp" + std::to_string(p), [&] { return run_pp(p); });
-  for (int n : tg) if (n > 0) measure("tg" + std::to_string(n), [&] { return run_tg(n); });
+  for (Row& r : rows) r.f();  // warm-up (page cache, first touches)
+  for (int i = 0; i < g.reps; ++i)
+    for (Row& r : rows) r.v.push_back(r.f());
+  for (Row& r : rows) r.s = stat(r.v);
   probe();
   const int threads = model.pool().size();
   const double gb = double(model.checkpoint().total_bytes()) / 1e9, per_tok = double(model.bytes_per_token()) / 1e9;
   // Decode streams bytes_per_token per token: its GB/s and the fraction of the probe's GB/s.
   auto gbs = [&](const Row& r) { return r.test.rfind("tg", 0) == 0 ? r.s.mean * per_tok : 0.0; };
-  if (json) {
+  if (g.json) {
     nlohmann::ordered_json j;
     j["model"] = model.checkpoint().dir();
     j["size_gb"] = gb;
@@ -170,9 +208,18 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
       std::printf("| %s | %.2f GB | %.3f | %d | %s | %.2f ± %.2f %s |\n", model.checkpoint().dir().c_str(), gb, per_tok,
                   threads, r.test.c_str(), r.s.mean, r.s.sd, extra);
     }
+    // tgNxB against tgN: what B sequences decoding together give over one.
+    for (const auto& r : rows) {
+      const size_t x = r.test.find('x');
+      if (r.test.rfind("tg", 0) != 0 || x == std::string::npos) continue;
+      for (const auto& one : rows)
+        if (one.test == r.test.substr(0, x))
+          std::printf("%s: %.2fx the aggregate of %s (round-robin repetitions)\n", r.test.c_str(), r.s.mean / one.s.mean,
+                      one.test.c_str());
+    }
     if (bw > 0)
       std::printf("\nread bandwidth (%d threads, %.1f GiB buffer, best pass): %.1f GB/s; decode limit %.2f t/s; %s precision\n",
-                  threads, bw_gib, bw, bw / per_tok, (a.exact ? "exact" : a.int8 ? "int8" : "fast"));
+                  threads, g.bw_gib, bw, bw / per_tok, (a.exact ? "exact" : a.int8 ? "int8" : "fast"));
     std::printf("weights: %s%s\n",
                 model.interleaved_path().empty() ? "checkpoint layout"
                                                  : ("interleaved, " + model.interleaved_path()).c_str(),
@@ -186,25 +233,30 @@ int grid(const ChatArgs& a, const std::vector<int>& pp, const std::vector<int>& 
 void register_bench(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
   struct B {
-    bool capitals = false, json = false, quiet = false;
-    std::vector<int> pp{512}, tg{128};
-    int reps = 5;
-    double bw_gib = 1.0;
+    bool capitals = false, quiet = false;
+    GridOptions grid;
   };
   auto b = std::make_shared<B>();
   CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: --capitals chat, or a llama-bench-like -p/-n/-r grid");
   a->add_to(cmd);
   cmd->add_flag("--capitals", b->capitals, "The model card's four-turn capitals chat (TTFT gate, best decode tok/s of turns 2-4)");
-  cmd->add_option("-p,--n-prompt", b->pp, "Prompt lengths to time (pp tests; comma-separated or repeated)")
+  cmd->add_option("-p,--n-prompt", b->grid.pp, "Prompt lengths to time (pp tests; comma-separated or repeated)")
       ->delimiter(',');
-  cmd->add_option("-n,--n-gen", b->tg, "Generation lengths to time (tg tests; stop tokens ignored)")->delimiter(',');
-  cmd->add_option("-r,--repetitions", b->reps, "Repetitions per test")->check(CLI::PositiveNumber);
-  cmd->add_flag("--json", b->json, "Machine-readable output");
-  cmd->add_option("--bandwidth-gib", b->bw_gib, "Buffer of the read-bandwidth probe run before and after the grid (0: skip)")
+  cmd->add_option("-n,--n-gen", b->grid.tg, "Generation lengths to time (tg tests; stop tokens ignored)")->delimiter(',');
+  cmd->add_option("-b,--batch", b->grid.batch,
+                  "Sequences decoding together in the tg tests, one batched forward pass per step (tgNxB: aggregate "
+                  "tok/s; default 1)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("-r,--repetitions", b->grid.reps, "Repetitions per test (round-robin over the tests)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", b->grid.json, "Machine-readable output");
+  cmd->add_option("--bandwidth-gib", b->grid.bw_gib,
+                  "Buffer of the read-bandwidth probe run before and after the grid (0: skip)")
       ->check(CLI::Range(0.0, 16.0));
   cmd->add_flag("--quiet", b->quiet, "--capitals: do not print the answers");
   cmd->callback([a, b] {
-    const int rc = b->capitals ? capitals(*a, b->json, b->quiet) : grid(*a, b->pp, b->tg, b->reps, b->json, b->bw_gib);
+    const int rc = b->capitals ? capitals(*a, b->grid.json, b->quiet) : grid(*a, b->grid);
     if (rc != 0) throw CLI::RuntimeError(rc);
   });
 }
