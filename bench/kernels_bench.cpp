@@ -7,7 +7,9 @@
 //  - BM_Matmul64: 64 tokens through one matrix (prefill), in GMAC/s as "items", Fast and Int8;
 //  - BM_VnniPeak: the int8 multiply-add ceiling of one core (x86 with AVX-512 VNNI);
 //  - BM_MatvecHot: one token through a matrix that stays in L2 (the decode kernels' arithmetic);
-//  - BM_ExpertDownHot: the 8 routed experts' down_proj of one decoded token (short 704-wide rows).
+//  - BM_ExpertDownHot: the 8 routed experts' down_proj of one decoded token (short 704-wide rows);
+//  - BM_TokensHot / BM_TokensCold: 1-8 tokens through one matrix in L2 / from DRAM (a batched
+//    decode step of several sequences against one token's).
 // Run: build/bench/kernels_bench [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 #include <hwy/targets.h>
