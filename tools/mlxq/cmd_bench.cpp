@@ -178,7 +178,9 @@ int grid(const ChatArgs& a, const GridOptions& g) {
   const int threads = model.pool().size();
   const double gb = double(model.checkpoint().total_bytes()) / 1e9, per_tok = double(model.bytes_per_token()) / 1e9;
   // Decode streams bytes_per_token per token: its GB/s and the fraction of the probe's GB/s.
-  auto gbs = [&](const Row& r) { return r.test.rfind("tg", 0) == 0 ? r.s.mean * per_tok : 0.0; };
+  auto gbs = [&](const Row& r) {  // not for tgNxB: its tokens share the weights
+    return r.test.rfind("tg", 0) == 0 && r.test.find('x') == std::string::npos ? r.s.mean * per_tok : 0.0;
+  };
   if (g.json) {
     nlohmann::ordered_json j;
     j["model"] = model.checkpoint().dir();
