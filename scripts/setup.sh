@@ -6,7 +6,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev
-      libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libcpp-httplib-dev pkg-config nginx)
+      libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libcpp-httplib-dev pkg-config nginx
+      libstb-dev libwebp-dev)
 # npm: Debian's package unless some npm is already installed (e.g. with NodeSource's nodejs,
 # which conflicts with Debian's npm package).
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
