@@ -27,6 +27,24 @@ TEST(KvCache, RingSizes) {
   EXPECT_EQ(copy.pos(), 3);
 }
 
+// Stepping back to p needs the keys p's queries see, [p - window + 1, p) (from 0 when p is
+// within the first window), still in the ring, which holds [pos - ring, pos). tiny-a: window 32,
+// chunks of 7, a ring of 38.
+TEST(KvCache, TruncatesWhileTheRingHoldsWhatTheQueriesNeed) {
+  const Gemma4Config c = load_config(test::data_path("gemma4-tiny-a/hf"));
+  KvCache kv(c, 1000, 7);
+  kv.advance(30);  // nothing overwritten yet: any p back to 1
+  for (int64_t p = 0; p <= 30; ++p) EXPECT_TRUE(kv.can_truncate(p)) << p;
+  EXPECT_FALSE(kv.can_truncate(31));
+  kv.advance(15);  // pos 45: positions 0..6 overwritten
+  EXPECT_TRUE(kv.can_truncate(38));   // needs [7, 38)
+  EXPECT_FALSE(kv.can_truncate(37));  // needs [6, 37)
+  EXPECT_FALSE(kv.can_truncate(20));  // needs [0, 20)
+  EXPECT_TRUE(kv.can_truncate(0));
+  kv.truncate(38);
+  EXPECT_EQ(kv.pos(), 38);
+}
+
 // The buffers are 64-byte aligned (the attention kernels read rows with 512-bit loads), stay
 // zero until written, and keep their contents and alignment through clone and move.
 TEST(KvCache, BuffersAreAlignedAndZeroed) {

@@ -31,6 +31,25 @@ void register_inspect(CLI::App& app) {
     std::printf("mlp          dense %lld + %lld experts (top %lld) of %lld\n", (long long)c.intermediate_size,
                 (long long)c.num_experts, (long long)c.top_k_experts, (long long)c.moe_intermediate_size);
     std::printf("vocab        %lld, softcap %.1f\n", (long long)c.vocab_size, c.final_logit_softcapping);
+    if (c.vision) {
+      const auto& v = *c.vision;
+      uint64_t vb = 0;
+      size_t vn = 0;
+      for (const auto& [name, t] : ck.tensors())
+        if (name.find("vision_tower.") != std::string::npos || name.find("embed_vision.") != std::string::npos) {
+          vb += t->nbytes;
+          ++vn;
+        }
+      std::printf("vision       %lld layers, width %lld, MLP %lld, %lld heads of %lld, patch %lld, pool %lld, "
+                  "%lld soft tokens per image by default; %zu tensors, %.3f GB\n",
+                  (long long)v.num_hidden_layers, (long long)v.hidden_size, (long long)v.intermediate_size,
+                  (long long)v.num_attention_heads, (long long)v.head_dim, (long long)v.patch_size,
+                  (long long)v.pooling_kernel_size, (long long)v.default_output_length, vn, double(vb) / 1e9);
+      std::printf("image ids    <|image> %lld, <|image|> %lld, <image|> %lld\n", (long long)c.boi_token_id,
+                  (long long)c.image_token_id, (long long)c.eoi_token_id);
+    } else {
+      std::printf("vision       none (text only)\n");
+    }
     if (c.quantization)
       std::printf("quantization affine, default %d bits / group %d, %zu overrides\n", c.quantization->base.bits,
                   c.quantization->base.group_size, c.quantization->overrides.size());

@@ -19,6 +19,7 @@ void register_repack(CLI::App& app);
 void register_render_chats(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_embed_image(CLI::App& app);
 
 // The Gemma 4 tokenizer.json the build derives next to the mlxq binary ("" if absent).
 std::string derived_tokenizer_path();

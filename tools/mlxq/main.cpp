@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   mlxq::cli::register_render_chats(app);
   mlxq::cli::register_eval(app);
   mlxq::cli::register_serve(app);
+  mlxq::cli::register_embed_image(app);
   try {
     // MLXQ_CPU=avx2: run the kernels a CPU without AVX-512 would (for comparisons on one machine).
     if (const char* cpu = std::getenv("MLXQ_CPU"); cpu && *cpu) {

@@ -101,10 +101,11 @@ void Model::attention_block(int64_t l, int64_t T) {
       if (int64_t(scores.size()) < need) scores.resize(size_t(need));  // rarely: once per worker
       const int64_t hk = int64_t(i % size_t(nkv)), hq = hk * group;
       int64_t begin[kQueryBlock], end[kQueryBlock];
-      for (int64_t j = 0; j < blk.n; ++j) {
+      for (int64_t j = 0; j < blk.n; ++j) {  // causal (and in the window), or in the row's image run (§10.5)
         const int64_t pos = ws.pos[size_t(blk.t0 + j)];
         begin[j] = sliding ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
-        end[j] = pos + 1;
+        begin[j] = std::min(begin[j], ws.run_begin[size_t(blk.t0 + j)]);
+        end[j] = std::max(pos + 1, ws.run_end[size_t(blk.t0 + j)]);
       }
       k::simd::AttendBlock ab;
       ab.q = &ws.q[size_t((blk.t0 * nq + hq) * D)];

@@ -76,6 +76,44 @@ void positive(const io::JsonFields& f, const char* key, int64_t v) {
   check(v > 0, f.where(key) + " must be positive, got " + std::to_string(v));
 }
 
+// §10.1: the 26B-A4B / 31B tower. E2B/E4B's clipped linears are refused by name.
+VisionConfig parse_vision(const io::JsonFields& v) {
+  VisionConfig c;
+  c.hidden_size = v.get_int("hidden_size");
+  c.intermediate_size = v.get_int("intermediate_size");
+  c.num_hidden_layers = v.get_int("num_hidden_layers");
+  c.num_attention_heads = v.get_int("num_attention_heads");
+  c.head_dim = v.get_int("head_dim", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
+  c.patch_size = v.get_int("patch_size", 16);
+  c.pooling_kernel_size = v.get_int("pooling_kernel_size", 3);
+  c.position_embedding_size = v.get_int("position_embedding_size", 10240);
+  c.rms_norm_eps = v.get_number("rms_norm_eps", 1e-6);
+  c.standardize = v.get_bool("standardize", true);
+  c.default_output_length = v.get_int("default_output_length", 280);
+  for (const char* k : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "head_dim",
+                        "patch_size", "pooling_kernel_size", "position_embedding_size", "default_output_length"})
+    positive(v, k, v.get_int(k, 1));
+  check(c.num_attention_heads * c.head_dim == c.hidden_size,
+        v.where("head_dim") + " x num_attention_heads must equal hidden_size (" + std::to_string(c.head_dim) + " x " +
+            std::to_string(c.num_attention_heads) + " != " + std::to_string(c.hidden_size) + ")");
+  check(c.head_dim % 4 == 0, v.where("head_dim") + " must be a multiple of 4 (two RoPE halves of pairs)");
+  check(v.get_int("num_key_value_heads", c.num_attention_heads) == c.num_attention_heads,
+        v.where("num_key_value_heads") + " must equal num_attention_heads in the vision tower");
+  const std::string act = v.get_string("hidden_activation", "gelu_pytorch_tanh");
+  check(act == "gelu_pytorch_tanh", v.where("hidden_activation") + " is '" + act + "'; expected gelu_pytorch_tanh");
+  check(!v.get_bool("use_clipped_linears", false),
+        v.where("use_clipped_linears") + " is true (the E2B/E4B towers); mlxq runs the 26B-A4B / 31B tower");
+  check(!v.get_bool("attention_bias", false), v.where("attention_bias") + " must be false");
+  if (v.has("rope_parameters")) {
+    const io::JsonFields r = v.object("rope_parameters");
+    c.rope_theta = r.get_number("rope_theta", 100.0);
+    const std::string type = r.get_string("rope_type", "default");
+    check(type == "default", r.where("rope_type") + " is '" + type + "'; the vision tower uses default");
+  }
+  check(c.rope_theta > 0, v.where("rope_parameters.rope_theta") + " must be positive");
+  return c;
+}
+
 }  // namespace
 
 Gemma4Config load_config(const std::string& path) {
@@ -158,6 +196,16 @@ Gemma4Config parse_config(const nlohmann::json& root, const std::string& file) {
   check(c.num_attention_heads % c.num_global_key_value_heads == 0,
         t.where("num_global_key_value_heads") + " must divide num_attention_heads");
   check(c.head_dim % 2 == 0 && c.global_head_dim % 2 == 0, t.where("head_dim") + " must be even");
+
+  if (nested && root.contains("vision_config") && !root["vision_config"].is_null()) {
+    c.vision = parse_vision(top.object("vision_config"));
+    c.boi_token_id = top.get_int("boi_token_id");
+    c.image_token_id = top.get_int("image_token_id");
+    c.eoi_token_id = top.get_int("eoi_token_id");
+    for (const char* k : {"boi_token_id", "image_token_id", "eoi_token_id"})  // (a tower alone may not fit the
+      check(top.get_int(k) >= 0, top.where(k) + " must not be negative");     // vocabulary: checked where merged)
+    c.vision->default_output_length = top.get_int("vision_soft_tokens_per_image", c.vision->default_output_length);
+  }
 
   const bool hq = root.contains("quantization"), hqc = root.contains("quantization_config");
   if (hq || hqc) {

@@ -1,5 +1,6 @@
 // Gemma4Config: the text decoder's hyperparameters from config.json (nested `text_config` of a
-// `gemma4` config, or a flat `gemma4_text` one), the MLX quantization block, and
+// `gemma4` config, or a flat `gemma4_text` one), the vision tower's (`vision_config`, §10.1) and
+// the image token ids when the checkpoint has one, the MLX quantization block, and
 // generation_config.json. Parsed and validated once; per-layer facts are derived here so the
 // forward pass never recomputes them (gemma4-architecture.md §2).
 #pragma once
@@ -31,6 +32,24 @@ struct QuantConfig {
   quant::Spec spec_for(const std::string& module) const;
 };
 
+// The vision tower (gemma4-architecture.md §10.1). Heads x head_dim = hidden_size; each head's
+// RoPE is 2-D: the first half rotates by the patch column, the second by its row.
+struct VisionConfig {
+  int64_t hidden_size = 0;        // Hv (1152)
+  int64_t intermediate_size = 0;  // gated GELU-tanh MLP (4304)
+  int64_t num_hidden_layers = 0;  // 27
+  int64_t num_attention_heads = 0;
+  int64_t head_dim = 0;           // 72
+  int64_t patch_size = 16;
+  int64_t pooling_kernel_size = 3;
+  int64_t position_embedding_size = 10240;  // per axis
+  double rope_theta = 100.0;
+  double rms_norm_eps = 1e-6;
+  bool standardize = true;
+  int64_t default_output_length = 280;  // soft tokens per image unless asked otherwise
+  int64_t patch_dim() const { return 3 * patch_size * patch_size; }
+};
+
 struct Gemma4Config {
   std::string source;  // path of config.json, for messages
 
@@ -58,6 +77,8 @@ struct Gemma4Config {
   int64_t bos_token_id = 2, pad_token_id = 0;
   std::vector<int64_t> eos_token_ids;
   std::optional<QuantConfig> quantization;
+  std::optional<VisionConfig> vision;  // absent: a text-only checkpoint (images are refused)
+  int64_t boi_token_id = -1, image_token_id = -1, eoi_token_id = -1;  // <|image>, <|image|>, <image|>
 
   bool is_sliding(int64_t l) const { return layer_types[size_t(l)] == LayerType::Sliding; }
   int64_t layer_head_dim(int64_t l) const { return is_sliding(l) ? head_dim : global_head_dim; }

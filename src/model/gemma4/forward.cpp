@@ -25,14 +25,40 @@ void Model::forward_chunk(int64_t T) {
   Workspace& ws = *ws_;
   const int64_t H = cfg_.hidden_size;
   const float scale = cfg_.embed_scale();
-  for (const Segment& g : ws.segs)
+  // Image placeholders take their soft tokens unscaled (§10.5); each row of an image run
+  // records the run's positions for the attention mask.
+  const int32_t img = int32_t(cfg_.image_token_id);
+  for (const Segment& g : ws.segs) {
+    const float* next_image = g.images;
     for (int64_t i = 0; i < g.T; ++i) {
       const int64_t t = g.row0 + i;
       ws.pos[size_t(t)] = g.p0 + i;
+      ws.run_begin[size_t(t)] = g.p0 + i;
+      ws.run_end[size_t(t)] = g.p0 + i + 1;
       float* xt = &ws.x[size_t(t * H)];
+      if (next_image && g.tokens[i] == img) {
+        std::copy_n(next_image, H, xt);
+        next_image += H;
+        continue;
+      }
       w_.embed_tokens.row_f32(g.tokens[i], xt);
       for (int64_t c = 0; c < H; ++c) xt[c] *= scale;
     }
+    if (!g.images) continue;
+    for (int64_t i = 0; i < g.T;) {  // runs lie whole in the chunk (forward_batch cuts around them)
+      if (g.tokens[i] != img) {
+        ++i;
+        continue;
+      }
+      int64_t j = i;
+      while (j < g.T && g.tokens[j] == img) ++j;
+      for (int64_t r = i; r < j; ++r) {
+        ws.run_begin[size_t(g.row0 + r)] = g.p0 + i;
+        ws.run_end[size_t(g.row0 + r)] = g.p0 + j;
+      }
+      i = j;
+    }
+  }
   rope_tables(T);
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) decoder_layer(l, T);
   for (const Segment& g : ws.segs) g.cache->advance(g.T);

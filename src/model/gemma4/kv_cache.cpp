@@ -56,7 +56,9 @@ bool KvCache::can_truncate(int64_t p) const {
   for (const Layer& L : layers_) {
     if (L.ring >= max_context_) continue;
     const int64_t window = L.ring - max_chunk_ - rollback_ + 1;
-    if (pos_ - L.ring > p - window + 1) return false;
+    // Position p's queries need keys [p - window + 1, p) (from 0 early on); the ring holds
+    // [pos_ - ring, pos_).
+    if (pos_ - L.ring > std::max<int64_t>(0, p - window + 1)) return false;
   }
   return true;
 }

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "model/gemma4/interleaved_file.h"
 #include "model/gemma4/model.h"
+#include "model/gemma4/vision.h"
 #include "model/gemma4/workspace.h"
 
 namespace mlxq::model::gemma4 {
@@ -23,7 +24,10 @@ Model::Model(const std::string& path, ModelOptions opt) : opt_(opt) {
   pool_ = std::make_unique<ThreadPool>(opt_.threads);
   ws_ = std::make_unique<Workspace>();
 
-  const int64_t T = opt_.max_chunk, H = cfg_.hidden_size, nq = cfg_.num_attention_heads;
+  check(opt_.max_image_tokens >= 0, "max_image_tokens must not be negative");
+  image_run_cap_ = opt_.max_image_tokens > 0 ? opt_.max_image_tokens
+                   : cfg_.vision ? cfg_.vision->default_output_length : 0;
+  const int64_t T = std::max(opt_.max_chunk, image_run_cap_), H = cfg_.hidden_size, nq = cfg_.num_attention_heads;
   int64_t qmax = 0, kvmax = 0;
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     qmax = std::max(qmax, nq * cfg_.layer_head_dim(l));
@@ -67,10 +71,29 @@ Model::Model(const std::string& path, ModelOptions opt) : opt_(opt) {
   ws_->exp_w.resize(sz(E * T));
   ws_->scores.resize(size_t(pool_->size()));
   ws_->pos.resize(sz(T));
+  ws_->run_begin.resize(sz(T));
+  ws_->run_end.resize(sz(T));
   ws_->qblocks.reserve(sz(T));
+
+  // The tower binds its tensors now (mapped, nothing read); a text-only conversion that kept
+  // vision_config but dropped the tensors loads as a text model and refuses images by name.
+  if (!cfg_.vision) {
+    no_vision_ = cfg_.source + ": this checkpoint has no vision tower (no vision_config in config.json)";
+  } else {
+    try {
+      vision_ = std::make_unique<VisionTower>(*ckpt_, cfg_, *pool_, precision());
+    } catch (const Error& e) {
+      no_vision_ = std::string("this checkpoint's vision tower cannot be used: ") + e.what();
+    }
+  }
 }
 
 Model::~Model() = default;
+
+VisionTower& Model::vision() {
+  check(vision_ != nullptr, no_vision_);
+  return *vision_;
+}
 
 // Only the AVX-512 int8 kernel reads the interleaved layout; Exact never does.
 void Model::attach_interleaved_file() {
@@ -107,7 +130,7 @@ void Model::forward_batch(std::span<const SequenceStep> seqs, int64_t chunk) {
       if (seqs[j].cache == s.cache) fail("shares its KV cache with sequence " + std::to_string(j));
     const KvCache& cache = *s.cache;
     const int64_t n = int64_t(s.tokens.size());
-    if (cache.max_chunk() < chunk)
+    if (cache.max_chunk() < std::max(chunk, image_run_cap_))
       fail("KV cache was made for chunks of at most " + std::to_string(cache.max_chunk()) + " tokens");
     if (cache.pos() + n > cache.max_context())
       fail("context of " + std::to_string(cache.pos() + n) + " tokens exceeds the KV cache's max_context of " +
@@ -117,6 +140,16 @@ void Model::forward_batch(std::span<const SequenceStep> seqs, int64_t chunk) {
       if (id < 0 || id >= cfg_.vocab_size)
         fail("token id " + std::to_string(id) + " at position " + std::to_string(t) + " is outside the vocabulary [0, " +
              std::to_string(cfg_.vocab_size) + ")");
+    }
+    if (s.image_embeddings) {
+      if (cfg_.image_token_id < 0) fail(cfg_.source + ": images given but the config has no image_token_id");
+      for (int64_t t = 0, run = 0; t < n; ++t) {
+        run = s.tokens[size_t(t)] == cfg_.image_token_id ? run + 1 : 0;
+        if (run > std::max(chunk, image_run_cap_))
+          fail("an image of more than " + std::to_string(std::max(chunk, image_run_cap_)) +
+               " soft tokens: this model was loaded for images of at most " + std::to_string(image_run_cap_) +
+               " (max_image_tokens)");
+      }
     }
   }
   // Each step packs up to `chunk` rows, taking every sequence's next tokens in order.
@@ -131,6 +164,22 @@ void Model::forward_batch(std::span<const SequenceStep> seqs, int64_t chunk) {
       if (left <= 0) continue;
       Segment g;
       g.T = std::min(left, chunk - rows);
+      if (s.image_embeddings) {  // an image run is never cut: it goes whole, alone if need be
+        const int32_t img = int32_t(cfg_.image_token_id);
+        const int32_t* tk = s.tokens.data() + done[i];
+        int64_t cut = g.T;
+        while (cut > 0 && cut < left && tk[cut] == img && tk[cut - 1] == img) --cut;
+        if (cut == 0) {  // the segment starts with a run longer than the room left
+          if (rows > 0) continue;  // next step
+          while (cut < left && tk[cut] == img) ++cut;  // a step of its own, up to image_run_cap_ rows
+        }
+        g.T = cut;
+      }
+      if (s.image_embeddings) {
+        int64_t before = 0;
+        for (int64_t t = 0; t < done[i]; ++t) before += s.tokens[size_t(t)] == cfg_.image_token_id;
+        g.images = s.image_embeddings + before * cfg_.hidden_size;
+      }
       g.tokens = s.tokens.data() + done[i];
       g.row0 = rows;
       g.p0 = s.cache->pos();

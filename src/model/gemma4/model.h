@@ -36,6 +36,11 @@ struct ModelOptions {
   // (otherwise warns and reads the checkpoint's layout), "off" never, anything else is a path
   // that must exist and match.
   std::string interleaved = "auto";
+  // The longest image run (soft tokens of one image) a prefill step must hold whole, since an
+  // image's tokens attend to each other both ways (§10.5): the workspace and the caches take
+  // max(max_chunk, this) rows. 0: the config's vision_soft_tokens_per_image when the checkpoint
+  // has a vision tower, else none.
+  int64_t max_image_tokens = 0;
 };
 
 // One sequence's part of a batched forward.
@@ -44,7 +49,14 @@ struct SequenceStep {
   KvCache* cache = nullptr;         // this sequence's own cache (each at most once per batch)
   float* logits = nullptr;          // null, or [T, vocab] (all_positions) or [1, vocab] (the last)
   bool all_positions = false;
+  // Images (gemma4-architecture.md §10.5): [n, hidden] soft tokens for the n image placeholders
+  // (config image_token_id) of `tokens`, in order; they replace those rows' embeddings unscaled,
+  // and each contiguous run of placeholders attends to itself in both directions. A run is never
+  // split across prefill chunks. Null: placeholders are embedded as text.
+  const float* image_embeddings = nullptr;
 };
+
+class VisionTower;
 
 class Model {
  public:
@@ -59,11 +71,17 @@ class Model {
     return opt_.exact ? kernels::Precision::Exact : opt_.int8 ? kernels::Precision::Int8 : kernels::Precision::Fast;
   }
   int64_t max_chunk() const { return opt_.max_chunk; }
+  int64_t max_image_tokens() const { return image_run_cap_; }
+  // The vision tower (vision.h) on the model's thread pool and precision, when config.json has a
+  // vision_config and the checkpoint its tensors; otherwise throws Error saying which is missing.
+  // Not thread safe, like forward(): callers take turns with the forward passes.
+  bool has_vision() const { return vision_ != nullptr; }
+  VisionTower& vision();
   // The interleaved weights file in use, or "" when the matmuls read the checkpoint's layout.
   const std::string& interleaved_path() const { return il_path_; }
 
   KvCache make_cache(int64_t max_context, int64_t rollback = 0) const {
-    return KvCache(cfg_, max_context, opt_.max_chunk, rollback);
+    return KvCache(cfg_, max_context, std::max(opt_.max_chunk, image_run_cap_), rollback);
   }
 
   // Feeds `tokens` at positions cache.pos() onwards, in steps of at most `chunk` tokens
@@ -106,7 +124,10 @@ class Model {
   Gemma4Weights w_;
   std::unique_ptr<MappedFile> il_map_;  // the interleaved copies w_'s matrices point into
   std::string il_path_;
+  int64_t image_run_cap_ = 0;  // rows a step may take for one image run
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<VisionTower> vision_;
+  std::string no_vision_;  // why vision_ is null
   std::unique_ptr<Workspace> ws_;
   MatmulObserver observer_;
 };

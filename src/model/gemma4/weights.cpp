@@ -185,4 +185,48 @@ Gemma4Weights bind_weights(const io::Checkpoint& ckpt, const Gemma4Config& cfg) 
   return w;
 }
 
+VisionWeights bind_vision_weights(const io::Checkpoint& ckpt, const Gemma4Config& cfg) {
+  check(cfg.vision.has_value(), cfg.source + ": no vision_config (this checkpoint has no vision tower)");
+  const VisionConfig& v = *cfg.vision;
+  Binder b(ckpt, cfg);
+  const bool hf = ckpt.find("model.vision_tower.patch_embedder.input_proj.weight") != nullptr;
+  const std::string p = hf ? "model.vision_tower." : "vision_tower.";
+  const std::string why = "vision_config " + std::string("from ") + cfg.source;
+  const int64_t Hv = v.hidden_size, Iv = v.intermediate_size;
+  for (const char* clip : {"input_min", "input_max", "output_min", "output_max"})
+    check(ckpt.find(p + "encoder.layers.0.self_attn.q_proj." + clip) == nullptr,
+          ckpt.source() + ": tensor '" + p + "encoder.layers.0.self_attn.q_proj." + clip +
+              "' is a clipped linear (E2B/E4B towers); mlxq runs the 26B-A4B / 31B tower");
+  VisionWeights w;
+  w.input_proj = b.matrix2d(p + "patch_embedder.input_proj", Hv, v.patch_dim(), why);
+  w.position_table = b.matrix(p + "patch_embedder.position_embedding_table", p + "patch_embedder.position_embedding_table",
+                              2, v.position_embedding_size, Hv, why);
+  for (int64_t l = 0; l < v.num_hidden_layers; ++l) {
+    const std::string q = p + "encoder.layers." + std::to_string(l) + ".";
+    const std::string lw = "vision layer " + std::to_string(l) + ", " + why;
+    VisionLayerWeights L;
+    L.input_layernorm = b.vec(q + "input_layernorm.weight", Hv, lw);
+    L.post_attention_layernorm = b.vec(q + "post_attention_layernorm.weight", Hv, lw);
+    L.pre_feedforward_layernorm = b.vec(q + "pre_feedforward_layernorm.weight", Hv, lw);
+    L.post_feedforward_layernorm = b.vec(q + "post_feedforward_layernorm.weight", Hv, lw);
+    L.q_proj = b.matrix2d(q + "self_attn.q_proj.linear", Hv, Hv, lw);
+    L.k_proj = b.matrix2d(q + "self_attn.k_proj.linear", Hv, Hv, lw);
+    L.v_proj = b.matrix2d(q + "self_attn.v_proj.linear", Hv, Hv, lw);
+    L.o_proj = b.matrix2d(q + "self_attn.o_proj.linear", Hv, Hv, lw);
+    L.q_norm = b.vec(q + "self_attn.q_norm.weight", v.head_dim, lw);
+    L.k_norm = b.vec(q + "self_attn.k_norm.weight", v.head_dim, lw);
+    L.gate_proj = b.matrix2d(q + "mlp.gate_proj.linear", Iv, Hv, lw);
+    L.up_proj = b.matrix2d(q + "mlp.up_proj.linear", Iv, Hv, lw);
+    L.down_proj = b.matrix2d(q + "mlp.down_proj.linear", Hv, Iv, lw);
+    w.layers.push_back(std::move(L));
+  }
+  if (v.standardize) {
+    w.std_bias = b.vec(p + "std_bias", Hv, why);
+    w.std_scale = b.vec(p + "std_scale", Hv, why);
+  }
+  w.embedding_projection = b.matrix2d((hf ? "model.embed_vision." : "embed_vision.") + std::string("embedding_projection"),
+                                      cfg.hidden_size, Hv, "text hidden_size x vision hidden_size, " + why);
+  return w;
+}
+
 }  // namespace mlxq::model::gemma4

@@ -47,9 +47,31 @@ struct Gemma4Weights {
   std::vector<LayerWeights> layers;
 };
 
+// The vision tower (gemma4-architecture.md §10.6): HF `model.vision_tower.*` and
+// `model.embed_vision.*`, MLX `vision_tower.*` and `embed_vision.*`; bf16 in the recipe, the
+// projection possibly quantized.
+struct VisionLayerWeights {
+  std::vector<float> input_layernorm, post_attention_layernorm;    // [Hv]
+  std::vector<float> pre_feedforward_layernorm, post_feedforward_layernorm;  // [Hv]
+  kernels::Matrix q_proj, k_proj, v_proj, o_proj;                 // [Hv, Hv]
+  std::vector<float> q_norm, k_norm;                              // [head_dim]
+  kernels::Matrix gate_proj, up_proj;                             // [Iv, Hv]
+  kernels::Matrix down_proj;                                      // [Hv, Iv]
+};
+
+struct VisionWeights {
+  kernels::Matrix input_proj;            // [Hv, 3 * patch^2]
+  kernels::ExpertStack position_table;   // [2, position_embedding_size, Hv]: x (column) table, y (row) table
+  std::vector<VisionLayerWeights> layers;
+  std::vector<float> std_bias, std_scale;  // [Hv] (standardize)
+  kernels::Matrix embedding_projection;  // [H, Hv] into the text width
+};
+
 Layout detect_layout(const io::Checkpoint& ckpt);
 // Binds every tensor the config implies; throws Error naming the tensor and file when one is
 // missing, has the wrong dtype or shape, or its quantization does not match the config.
 Gemma4Weights bind_weights(const io::Checkpoint& ckpt, const Gemma4Config& cfg);
+// The vision tower's tensors (cfg.vision must be set); the checkpoint may hold them alone.
+VisionWeights bind_vision_weights(const io::Checkpoint& ckpt, const Gemma4Config& cfg);
 
 }  // namespace mlxq::model::gemma4

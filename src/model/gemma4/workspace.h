@@ -20,11 +20,13 @@ struct Segment {
   KvCache* cache = nullptr;
   float* logits = nullptr;  // where this segment's logits go (null: none this chunk)
   bool all = false;         // logits of every row, else of the last row only
+  const float* images = nullptr;  // soft tokens for this segment's image placeholders, in order (or null)
 };
 
 struct Model::Workspace {
   std::vector<Segment> segs;        // the sequences of the chunk in flight
   std::vector<int64_t> pos;         // [T] position of each row in its sequence
+  std::vector<int64_t> run_begin, run_end;  // [T] the row's image run [begin, end) in positions, or (p, p + 1)
   AlignedVector<float> x;           // [T, H] residual stream (layer input / output)
   AlignedVector<float> h;           // [T, H] residual after attention
   AlignedVector<float> a;           // [T, H] normalised input of the current block
