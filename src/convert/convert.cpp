@@ -302,6 +302,7 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
   std::vector<std::string> names;
   for (const auto& [name, t] : in.tensors()) {
     if (!sanitize_name(name, tied, &names)) continue;
+    if (!opt.vision && (names[0].starts_with("vision_tower.") || names[0].starts_with("embed_vision."))) continue;
     check(is_float(t->dtype), *t->file + ": tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
                                   "; convert takes a floating-point (BF16/F16/F32) checkpoint");
     st.bytes_in += t->nbytes;
@@ -351,6 +352,7 @@ ConvertStats convert_checkpoint(const ConvertOptions& opt, ThreadPool& pool,
 
   // config.json: the input minus _name_or_path, plus identical quantization blocks (§3.2).
   cfg.erase("_name_or_path");
+  if (!opt.vision) cfg.erase("vision_config");  // a text-only checkpoint: images are refused by name
   if (opt.quantize) {
     ordered_json q = {{"group_size", ro.group_size}, {"bits", ro.bits}, {"mode", "affine"}};
     for (const auto& [module, spec] : module_specs) {

@@ -30,6 +30,7 @@ struct ConvertOptions {
   bool awq = true;                // --no-awq turns it off
   bool awq_experts = true;        // also fold the experts' gate/up scale into pre_feedforward_layernorm_2
   std::vector<std::string>* awq_report = nullptr;  // receives one line per scaled tensor
+  bool vision = true;             // --no-vision: leave out the vision tower and vision_config
 };
 
 struct ConvertStats {

@@ -24,7 +24,8 @@ json base_config(const SyntheticOptions& opt);  // config.json without the quant
 
 namespace {
 
-// One tensor of the HF checkpoint (name after "model.language_model."), and how to draw it.
+// One tensor of the HF checkpoint (name after "model.language_model.", or after "model." for the
+// vision tower's), and how to draw it.
 struct Source {
   std::string name;
   int64_t experts = 0;  // 0: not an expert stack
@@ -32,6 +33,7 @@ struct Source {
   bool is_vector = false;  // 1-D: shape [cols]
   bool normal = true;      // N(0, a) when normal, else U(a, b)
   float a = 0, b = 0;
+  bool vision = false;  // vision_tower.* / embed_vision.*: outside the language model
 };
 
 // Layer l's layer_scalar under SyntheticInit::Stable: spread over [0.8, 1.0] along the depth
@@ -40,6 +42,40 @@ struct Source {
 float stable_layer_scalar(int64_t l) {
   const double f = std::fmod(0.6180339887 * double(l + 1), 1.0);
   return float(0.8 + 0.2 * f);
+}
+
+// The vision tower's tensors with the golden tower's magnitudes (shared/golden/gemma4-vision):
+// linears N(0, 1/sqrt(fan_in)), the position table N(0, 0.35), norms U(0.8, 1.2), q/k norms half
+// that (attention scale 1), std_bias N(0, 4), std_scale U(0.75, 1.25).
+void vision_sources(const Gemma4Config& c, std::vector<Source>& s) {
+  const VisionConfig& v = *c.vision;
+  const int64_t Hv = v.hidden_size, Iv = v.intermediate_size;
+  auto mat = [&](std::string n, int64_t e, int64_t r, int64_t k, float sigma) {
+    s.push_back({std::move(n), e, r, k, false, true, sigma, 0, true});
+  };
+  auto vec = [&](std::string n, int64_t k, bool normal, float a, float b) {
+    s.push_back({std::move(n), 0, 1, k, true, normal, a, b, true});
+  };
+  auto sd = [](int64_t fan_in) { return 1.0f / std::sqrt(float(fan_in)); };
+  const std::string t = "vision_tower.";
+  mat(t + "patch_embedder.input_proj.weight", 0, Hv, v.patch_dim(), sd(v.patch_dim()));
+  mat(t + "patch_embedder.position_embedding_table", 2, v.position_embedding_size, Hv, 0.35f);
+  for (int64_t l = 0; l < v.num_hidden_layers; ++l) {
+    const std::string p = t + "encoder.layers." + std::to_string(l) + ".";
+    for (const char* n : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                          "post_feedforward_layernorm"})
+      vec(p + n + ".weight", Hv, false, 0.8f, 1.2f);
+    for (const char* n : {"q_proj", "k_proj", "v_proj", "o_proj"})
+      mat(p + "self_attn." + n + ".linear.weight", 0, Hv, Hv, sd(Hv));
+    vec(p + "self_attn.q_norm.weight", v.head_dim, false, 0.4f, 0.6f);
+    vec(p + "self_attn.k_norm.weight", v.head_dim, false, 0.4f, 0.6f);
+    mat(p + "mlp.gate_proj.linear.weight", 0, Iv, Hv, sd(Hv));
+    mat(p + "mlp.up_proj.linear.weight", 0, Iv, Hv, sd(Hv));
+    mat(p + "mlp.down_proj.linear.weight", 0, Hv, Iv, sd(Iv));
+  }
+  vec(t + "std_bias", Hv, true, 4.0f, 0);
+  vec(t + "std_scale", Hv, false, 0.75f, 1.25f);
+  mat("embed_vision.embedding_projection.weight", 0, c.hidden_size, Hv, sd(Hv));
 }
 
 std::vector<Source> sources(const Gemma4Config& c, const SyntheticOptions& opt) {
@@ -95,6 +131,7 @@ std::vector<Source> sources(const Gemma4Config& c, const SyntheticOptions& opt) 
   }
   if (stable) s.push_back({"norm.weight", 0, 1, H, true, true, 1.0f, 0});  // N(0, 1)
   else vec("norm.weight", H, 0.8f, 1.2f);
+  if (c.vision) vision_sources(c, s);
   return s;
 }
 
@@ -147,9 +184,10 @@ Gemma4Config parsed(const SyntheticOptions& opt) { return parse_config(base_conf
 
 std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& srcs, int64_t num_layers) {
   const bool mlx = opt.format == CheckpointFormat::MLX;
-  const std::string root = mlx ? "language_model.model." : "model.language_model.";
+  const std::string text_root = mlx ? "language_model.model." : "model.language_model.";
   std::vector<Piece> out;
   for (const Source& s : srcs) {
+    const std::string root = s.vision ? (mlx ? "" : "model.") : text_root;
     std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> parts;  // name, row range
     if (mlx && s.name.ends_with("experts.gate_up_proj")) {
       const std::string base = s.name.substr(0, s.name.size() - std::string("gate_up_proj").size());
@@ -174,7 +212,9 @@ std::vector<Piece> plan(const SyntheticOptions& opt, const std::vector<Source>& 
       };
       std::optional<quant::Spec> qs;
       if (mlx && opt.recipe.empty()) {
-        if (!s.is_vector && name.ends_with(".weight") && s.cols % opt.quant.group_size == 0) qs = opt.quant;
+        if (!s.is_vector && name.ends_with(".weight") && s.cols % opt.quant.group_size == 0 &&
+            !name.starts_with("vision_tower."))  // the tower stays bf16, as the recipes keep it
+          qs = opt.quant;
       } else if (mlx) {
         quant::RecipeOptions ro;
         ro.kind = quant::parse_recipe(opt.recipe);
@@ -279,6 +319,43 @@ json base_config(const SyntheticOptions& opt) {
             {"text_config", t},
             {"tie_word_embeddings", true},
             {"transformers_version", "5.5.0"}};
+  if (opt.vision) {
+    // The real tower's config (§10.1); tiny/small: the golden tiny tower's widths. tiny's 2048-id
+    // vocabulary has no room for the real image ids: the last three ids, as the golden's e2e does.
+    const bool real = opt.preset == "26b-a4b";
+    c["vision_config"] = {{"model_type", "gemma4_vision"},
+                          {"hidden_size", real ? 1152 : 128},
+                          {"intermediate_size", real ? 4304 : 256},
+                          {"num_hidden_layers", real ? 27 : 2},
+                          {"num_attention_heads", real ? 16 : 2},
+                          {"num_key_value_heads", real ? 16 : 2},
+                          {"head_dim", real ? 72 : 64},
+                          {"patch_size", 16},
+                          {"pooling_kernel_size", 3},
+                          {"position_embedding_size", 10240},
+                          {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 100.0}}},
+                          {"rms_norm_eps", 1e-06},
+                          {"hidden_activation", "gelu_pytorch_tanh"},
+                          {"use_clipped_linears", false},
+                          {"standardize", true},
+                          {"default_output_length", 280},
+                          {"attention_bias", false},
+                          {"attention_dropout", 0.0},
+                          {"dtype", "bfloat16"},
+                          {"global_head_dim", real ? 72 : 64},
+                          {"initializer_range", 0.02},
+                          {"max_position_embeddings", 131072}};
+    c["audio_config"] = nullptr;
+    c["vision_soft_tokens_per_image"] = 280;
+    const bool tiny = opt.preset == "tiny";
+    c["boi_token_id"] = tiny ? 2045 : 255999;
+    c["image_token_id"] = tiny ? 2046 : 258880;
+    c["eoi_token_id"] = tiny ? 2047 : 258882;
+    c["audio_token_id"] = 258881;  // the real config's other multimodal ids (unused: no audio, no video)
+    c["boa_token_id"] = 256000;
+    c["eoa_token_index"] = 258883;
+    c["video_token_id"] = 258884;
+  }
   return c;
 }
 

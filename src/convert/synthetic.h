@@ -48,6 +48,10 @@ struct SyntheticOptions {
   uint64_t max_shard_bytes = 5ull << 30;
   bool overwrite = false;
   std::string tokenizer_json;     // copied in as tokenizer.json when set (vocab must fit)
+  // A vision tower (gemma4-architecture.md §10) in the real layout: vision_config, the image
+  // token ids, model.vision_tower.* / model.embed_vision.* (MLX: without "model."). tiny and small
+  // get the golden's tiny tower (width 128, 2 layers), 26b-a4b the real one (1152, 27 layers).
+  bool vision = true;
 };
 
 // config.json of the preset, in transformers' layout (nested text_config).

@@ -58,6 +58,7 @@ std::map<std::string, Expect> spec_hf_26b(int L) {
 
 // mlx-quant-format.md §3.4-3.5 with uniform bits: every matrix quantized (U32 words, bf16
 // scales and biases over groups of 64), experts split into switch_glu gate/up/down.
+// (spec_hf_vision_26b below: the tower, §10.6.)
 std::map<std::string, Expect> spec_mlx_26b(int L, int bits) {
   std::map<std::string, Expect> m;
   const std::string P = "language_model.model.";
@@ -87,6 +88,45 @@ std::map<std::string, Expect> spec_mlx_26b(int L, int bits) {
   return m;
 }
 
+// gemma4-architecture.md §10.6: the vision tower's BF16 tensors, HF names ("model." in front);
+// MLX drops "model.", keeps the tower bf16 and quantizes the projection like any other weight.
+std::map<std::string, Expect> spec_hf_vision_26b(bool mlx = false, int bits = 0) {
+  std::map<std::string, Expect> m;
+  const std::string P = mlx ? "vision_tower." : "model.vision_tower.";
+  auto bf = [&](const std::string& n, Shape s) { m[P + n] = {DType::BF16, std::move(s)}; };
+  bf("patch_embedder.input_proj.weight", {1152, 768});
+  bf("patch_embedder.position_embedding_table", {2, 10240, 1152});
+  for (int l = 0; l < 27; ++l) {
+    const std::string p = "encoder.layers." + std::to_string(l) + ".";
+    for (const char* n : {"q_proj", "k_proj", "v_proj", "o_proj"}) bf(p + "self_attn." + n + ".linear.weight", {1152, 1152});
+    bf(p + "self_attn.q_norm.weight", {72});
+    bf(p + "self_attn.k_norm.weight", {72});
+    bf(p + "mlp.gate_proj.linear.weight", {4304, 1152});
+    bf(p + "mlp.up_proj.linear.weight", {4304, 1152});
+    bf(p + "mlp.down_proj.linear.weight", {1152, 4304});
+    for (const char* n : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                          "post_feedforward_layernorm"})
+      bf(p + n + ".weight", {1152});
+  }
+  bf("std_bias", {1152});
+  bf("std_scale", {1152});
+  const std::string proj = mlx ? "embed_vision.embedding_projection" : "model.embed_vision.embedding_projection";
+  if (!mlx) {
+    m[proj + ".weight"] = {DType::BF16, {2816, 1152}};
+  } else {
+    m[proj + ".weight"] = {DType::U32, {2816, 1152 * bits / 32}};
+    m[proj + ".scales"] = {DType::BF16, {2816, 1152 / 64}};
+    m[proj + ".biases"] = {DType::BF16, {2816, 1152 / 64}};
+  }
+  return m;
+}
+
+template <class M>
+M merged(M a, const M& b) {
+  a.insert(b.begin(), b.end());
+  return a;
+}
+
 void expect_plan_equals(const std::vector<io::TensorSpec>& plan, const std::map<std::string, Expect>& want) {
   std::map<std::string, Expect> got;
   for (const auto& s : plan) got[s.name] = {s.dtype, s.shape};
@@ -104,10 +144,13 @@ TEST(Synthetic, Real26bShapeHfPlanMatchesSpec) {
   o.preset = "26b-a4b";
   o.layers = 6;
   const auto plan = synthetic_tensor_plan(o);
-  EXPECT_EQ(plan.size(), 2u + 5 * 22 + 21);
-  expect_plan_equals(plan, spec_hf_26b(6));
+  EXPECT_EQ(plan.size(), 2u + 5 * 22 + 21 + 2 + 27 * 13 + 3);
+  expect_plan_equals(plan, merged(spec_hf_26b(6), spec_hf_vision_26b()));
   o.layers = 0;  // full depth: layers 5, 11, 17, 23, 29 are full
+  expect_plan_equals(synthetic_tensor_plan(o), merged(spec_hf_26b(30), spec_hf_vision_26b()));
+  o.vision = false;
   expect_plan_equals(synthetic_tensor_plan(o), spec_hf_26b(30));
+  EXPECT_FALSE(synthetic_config(o).contains("vision_config"));
 }
 
 TEST(Synthetic, Real26bShapeMlxQ3PlanMatchesSpec) {
@@ -117,7 +160,7 @@ TEST(Synthetic, Real26bShapeMlxQ3PlanMatchesSpec) {
   o.format = CheckpointFormat::MLX;
   o.quant = {3, 64};
   const auto plan = synthetic_tensor_plan(o);
-  expect_plan_equals(plan, spec_mlx_26b(6, 3));
+  expect_plan_equals(plan, merged(spec_mlx_26b(6, 3), spec_hf_vision_26b(true, 3)));
   // Spot checks against §3.5's table.
   std::map<std::string, Shape> s;
   for (const auto& t : plan) s[t.name] = t.shape;
@@ -126,13 +169,29 @@ TEST(Synthetic, Real26bShapeMlxQ3PlanMatchesSpec) {
   EXPECT_EQ(s["language_model.model.layers.0.mlp.down_proj.scales"], (Shape{2816, 33}));
 }
 
+// tiny: the golden tiny-a decoder; with its vision tower, the golden tiny tower's config and
+// tensors (shared/golden/gemma4-vision/hf) and image ids inside tiny-a's vocabulary, as the
+// golden's end-to-end config has them.
 TEST(Synthetic, TinyPresetIsTheGoldenTinyShape) {
   SyntheticOptions o;
+  o.vision = false;
   const auto golden = io::read_json_file(test::data_path("gemma4-tiny-a/hf/config.json"));
   EXPECT_EQ(synthetic_config(o), golden);
   io::Checkpoint ck(test::data_path("gemma4-tiny-a/hf"));
   std::map<std::string, Expect> want;
   for (const auto& [name, t] : ck.tensors()) want[name] = {t->dtype, t->shape};
+  expect_plan_equals(synthetic_tensor_plan(o), want);
+
+  o.vision = true;
+  const auto e2e = io::read_json_file(test::data_path("gemma4-vision/e2e/config.json"));
+  const auto cfg = synthetic_config(o);
+  for (const auto& [k, v] : e2e.items()) {  // the e2e config is the golden's with a 512 window
+    if (k != "text_config") {
+      EXPECT_EQ(cfg.value(k, nlohmann::json()), v) << k;
+    }
+  }
+  io::Checkpoint vk(test::data_path("gemma4-vision/hf"));
+  for (const auto& [name, t] : vk.tensors()) want[name] = {t->dtype, t->shape};
   expect_plan_equals(synthetic_tensor_plan(o), want);
 }
 

@@ -38,6 +38,7 @@ void register_convert(CLI::App& app) {
       ->check(CLI::IsMember({"bf16", "8"}));
   cmd->add_option("--quant-rounding", a->rounding, "cpu (MLX CPU kernel) | metal (Apple GPU kernel)")->check(CLI::IsMember({"cpu", "metal"}));
   cmd->add_flag("--force", a->o.force, "Overwrite an existing output directory");
+  cmd->add_flag("--no-vision", [a](int64_t) { a->o.vision = false; }, "Leave out the vision tower (a text-only checkpoint)");
   cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)");
   cmd->add_flag("-v,--verbose", a->verbose, "Print every tensor");
   cmd->callback([a] {

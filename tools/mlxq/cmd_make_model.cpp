@@ -18,7 +18,7 @@ void register_make_model(CLI::App& app) {
     int64_t layers = 0;
     uint64_t seed = 0;
     int bits = -1, group = 64, threads = 0;
-    bool force = false, quiet = false;
+    bool force = false, quiet = false, no_vision = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("make-model", "Write a synthetic Gemma-4 checkpoint (random weights, real layout)");
@@ -42,6 +42,7 @@ void register_make_model(CLI::App& app) {
   cmd->add_option("--o-proj", args->o_proj, "unsloth recipe: o_proj bf16 or 8")->check(CLI::IsMember({"bf16", "8"}));
   cmd->add_option("--tokenizer", args->tokenizer,
                   "tokenizer.json to include (default for 262144-token presets: the build's derived Gemma 4 one)");
+  cmd->add_flag("--no-vision", args->no_vision, "No vision tower (default: one in the real layout, gemma4-architecture.md §10)");
   cmd->add_flag("--force", args->force, "Overwrite an existing output directory");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress output");
   cmd->callback([args] {
@@ -58,6 +59,7 @@ void register_make_model(CLI::App& app) {
     opt.o_proj_bf16 = args->o_proj == "bf16";
     check(opt.recipe.empty() || opt.format == model::gemma4::CheckpointFormat::MLX, "make-model: --q-recipe needs --format mlx");
     opt.overwrite = args->force;
+    opt.vision = !args->no_vision;
     opt.tokenizer_json = args->tokenizer;
     if (opt.tokenizer_json.empty() && opt.preset != "tiny") {
       opt.tokenizer_json = derived_tokenizer_path();
