@@ -26,6 +26,9 @@ struct LoadOptions {
   // slots): the waiting sessions' decode steps run together, reading the weights once for all;
   // batched rows take the multi-row kernels, so Fast-precision logits differ by ~1e-3.
   int batch_sequences = 1;
+  // Soft tokens per image, the vision tower's budget (gemma4-architecture.md §10.2): 70, 140,
+  // 280, 560 or 1120; 0: the checkpoint's vision_soft_tokens_per_image (280 for Gemma 4).
+  int64_t max_soft_tokens = 0;
 };
 
 // The scheduler's counters (Model::forward_stats), for /metrics and benchmarks.
@@ -50,6 +53,8 @@ struct ModelInfo {
   int threads = 0;               // the model's thread pool
   uint64_t weight_bytes = 0;     // all tensors in the checkpoint
   uint64_t bytes_per_token = 0;  // weight bytes one decoded token reads
+  bool vision = false;           // takes images (a vision tower in config.json and the weights)
+  int64_t max_soft_tokens = 0;   // soft tokens per image at most (the budget), when vision
 };
 
 class Session;
@@ -73,7 +78,8 @@ class Model : public std::enable_shared_from_this<Model> {
 
   // The prompt a conversation renders to: `messages_json` (OpenAI chat messages, JSON text) and
   // `tools_json` (an OpenAI tools array, or "" for none) through the chat template with the
-  // generation prompt, as token ids. Throws mlxq::Error naming what is malformed.
+  // generation prompt, as token ids, each image (an image_url part with a data URL) expanded to
+  // its soft tokens. Throws mlxq::Error naming what is malformed.
   std::vector<int32_t> prompt_tokens(const std::string& messages_json, const std::string& tools_json,
                                      bool thinking) const;
 

@@ -46,6 +46,7 @@ struct Performance {
   double ttft_ms = 0;                    // t_first - t_start
   double prefill_tokens_per_second = 0;  // prefilled tokens / (t_first - t_start)
   double decode_tokens_per_second = 0;   // (generated - 1) / (t_end - t_first); 0 if generated <= 1
+  double vision_ms = 0;                  // of ttft_ms: this turn's new images through the vision tower
 };
 
 enum class FinishReason { Stop, Length, ToolCalls, Cancelled, Error };
@@ -75,6 +76,15 @@ struct StreamEvent {
 };
 using EventCallback = std::function<void(const StreamEvent&)>;
 
+// An image for a user turn: an encoded file's bytes (PNG, JPEG, WebP, BMP or GIF), which the
+// vision tower sees at the model's soft-token budget (LoadOptions::max_soft_tokens). Errors about
+// it start with `name`.
+struct ImageInput {
+  std::vector<uint8_t> bytes;
+  std::string name;
+  static ImageInput from_file(const std::string& path);  // throws Error naming the file
+};
+
 struct SessionOptions {
   std::string system;          // prepended while the history is empty
   ChatConfig default_config;
@@ -92,12 +102,18 @@ class Session {
 
   ChatResult send(const std::string& text, const ChatConfig& config = {});
   ChatResult send_stream(const std::string& text, const ChatConfig& config, const EventCallback& on_event);
+  // A user turn with images, placed before the text (content parts [image..., text]). Later turns
+  // see them in the history; a model without a vision tower throws Error.
+  ChatResult send(const std::string& text, const std::vector<ImageInput>& images, const ChatConfig& config = {});
+  ChatResult send_stream(const std::string& text, const std::vector<ImageInput>& images, const ChatConfig& config,
+                         const EventCallback& on_event);
   // Answers the one outstanding `ok` tool call of the last turn; the model continues its turn.
   ChatResult send_tool_result(const std::string& call_id, const std::string& content, const ChatConfig& config = {});
   ChatResult send_tool_result_stream(const std::string& call_id, const std::string& content,
                                      const ChatConfig& config, const EventCallback& on_event);
-  // Replaces the conversation with `messages_json` (OpenAI chat messages, JSON text: system, user,
-  // assistant with tool_calls, tool) and generates the next assistant turn, with the tools in
+  // Replaces the conversation with `messages_json` (OpenAI chat messages, JSON text: system, user
+  // (content a string or parts: text, and image_url with a base64 data URL), assistant with
+  // tool_calls, tool) and generates the next assistant turn, with the tools in
   // config.tools_json. The KV cache keeps the longest prefix the new prompt shares with what it
   // holds (a server slot reusing a chat's earlier turns); the rest is prefilled. Throws
   // mlxq::Error for malformed messages or a prompt over max_context.
@@ -113,6 +129,7 @@ class Session {
   void set_system(const std::string& system);  // takes effect while the history is empty
   int turns() const;
   int pending_tool_calls() const;
+  bool has_images() const;  // the conversation holds images
   const std::vector<int32_t>& history() const;  // tokens in the KV cache, in order
   // Logits of the last position prefilled or decoded (tests compare cached and fresh prefills).
   const std::vector<float>& last_logits() const;

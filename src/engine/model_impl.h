@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/images.h"
 #include "engine/scheduler.h"
 #include "mlxq/model.h"
 #include "model/gemma4/config.h"
@@ -20,6 +21,8 @@ struct Model::Impl {
   std::unique_ptr<text::Tokenizer> tok;  // immutable after loading: shared by the sessions
   model::gemma4::GenerationConfig gen;
   std::unique_ptr<engine::Scheduler> scheduler;
+  int64_t image_budget = 0;       // soft tokens per image (LoadOptions::max_soft_tokens or the config's)
+  engine::ImageTokenIds image_ids;  // the template's placeholder and config.json's image ids
   std::atomic<int> sessions{0};
 };
 

@@ -72,33 +72,40 @@ std::vector<int32_t> render_prompt_tokens(const text::Tokenizer& tok, ordered_js
   return tokenize_pieces(tok, text::render_chat_template(messages, tools, opt), sub);
 }
 
-std::vector<int32_t> render_conversation(const text::Tokenizer& tok, const std::string& messages_json,
-                                         const std::string& tools_json, bool thinking) {
-  ordered_json messages, tools;
+Conversation parse_conversation(const std::string& messages_json, const std::string& tools_json) {
+  Conversation c;
   try {
-    messages = text::parse_chat_json(messages_json);
+    c.messages = text::parse_chat_json(messages_json);
   } catch (const std::exception& e) {
     throw Error(std::string("messages: ") + e.what());
   }
-  check(messages.is_array() && !messages.empty(), "messages: not a non-empty JSON array");
+  check(c.messages.is_array() && !c.messages.empty(), "messages: not a non-empty JSON array");
   if (!tools_json.empty()) {
     try {
-      tools = text::parse_chat_json(tools_json);
+      c.tools = text::parse_chat_json(tools_json);
     } catch (const std::exception& e) {
       throw Error(std::string("tools: ") + e.what());
     }
-    check(tools.is_null() || tools.is_array(), "tools: not a JSON array");
+    check(c.tools.is_null() || c.tools.is_array(), "tools: not a JSON array");
   }
+  return c;
+}
+
+std::vector<int32_t> render_conversation(const text::Tokenizer& tok, const std::string& messages_json,
+                                         const std::string& tools_json, bool thinking) {
+  Conversation c = parse_conversation(messages_json, tools_json);
   text::TemplateOptions opt;
   opt.add_generation_prompt = true;
   opt.enable_thinking = thinking;
-  return render_prompt_tokens(tok, std::move(messages), tools, opt);
+  return render_prompt_tokens(tok, std::move(c.messages), c.tools, opt);
 }
 
-std::vector<int32_t> user_turn_delta(const text::Tokenizer& tok, const std::string& text, bool thinking) {
+std::vector<int32_t> user_turn_delta(const text::Tokenizer& tok, const std::string& text, bool thinking,
+                                     size_t images) {
   std::vector<int32_t> out;
   namespace g4 = text::gemma4;
   tok.encode(std::string(g4::kCloseTurn) + std::string(g4::kUserTurn), true, out);
+  for (size_t i = 0; i < images; ++i) tok.encode("<|image|>", true, out);
   tok.encode(text::py::strip(text), false, out);
   tok.encode(std::string(g4::kCloseTurn) + std::string(g4::kModelTurn) + std::string(thinking ? "" : g4::kEmptyThought),
              true, out);

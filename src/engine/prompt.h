@@ -17,6 +17,14 @@ namespace mlxq::engine {
 std::vector<int32_t> render_prompt_tokens(const text::Tokenizer& tok, nlohmann::ordered_json messages,
                                           const nlohmann::ordered_json& tools, const text::TemplateOptions& opt);
 
+// A conversation as a request gives it: messages and tools parsed (parse_chat_json) and checked
+// (messages: a non-empty array; tools: an array, or "" / null for none). Errors name "messages"
+// or "tools".
+struct Conversation {
+  nlohmann::ordered_json messages, tools;
+};
+Conversation parse_conversation(const std::string& messages_json, const std::string& tools_json);
+
 // The same for JSON text (messages: an array; tools: an array, or "" / null for none), parsed with
 // text::parse_chat_json; enable_thinking as given. Errors name "messages" or "tools".
 std::vector<int32_t> render_conversation(const text::Tokenizer& tok, const std::string& messages_json,
@@ -24,8 +32,10 @@ std::vector<int32_t> render_conversation(const text::Tokenizer& tok, const std::
 
 // After a stop (<turn|>, <eos>) or a length exit: closes the model turn, adds the user turn and
 // the generation prompt: `<turn|>\n<|turn>user\nTEXT<turn|>\n<|turn>model\n` plus the empty
-// thought channel `<|channel>thought\n<channel|>` when thinking is off.
-std::vector<int32_t> user_turn_delta(const text::Tokenizer& tok, const std::string& text, bool thinking);
+// thought channel `<|channel>thought\n<channel|>` when thinking is off. `images` placeholders
+// `<|image|>` go before TEXT, as the template renders content parts [image..., text].
+std::vector<int32_t> user_turn_delta(const text::Tokenizer& tok, const std::string& text, bool thinking,
+                                     size_t images = 0);
 
 // After a tool-call stop (<|tool_response>): the tool's result as the template writes it for
 // call `name`, then what the template adds before the model continues its turn.

@@ -11,22 +11,39 @@ namespace mlxq::engine {
 using model::gemma4::SequenceStep;
 
 void Scheduler::run(std::span<const SequenceStep> steps) {
-  if (max_sequences_ <= 1) return run_alone(steps);
+  if (max_sequences_ <= 1) return run_alone(steps, nullptr);
   // One sequence with a long prompt goes in pieces that leave room in each chunk for the other
-  // sequences' decode rows; only the last piece asks for logits.
+  // sequences' decode rows; only the last piece asks for logits. A piece never ends inside an
+  // image run (its tokens attend to each other): it stops before the run, or takes the run whole.
   const int64_t chunk = net_.max_chunk();
   const int64_t piece = std::max<int64_t>(1, chunk - (max_sequences_ - 1));
   if (steps.size() == 1 && !steps[0].all_positions && int64_t(steps[0].tokens.size()) > piece) {
     const SequenceStep& s = steps[0];
-    const int64_t n = int64_t(s.tokens.size());
-    for (int64_t at = 0; at < n; at += piece) {
-      const int64_t len = std::min(piece, n - at);
-      const SequenceStep part{s.tokens.subspan(size_t(at), size_t(len)), s.cache, at + len == n ? s.logits : nullptr,
-                              false};
+    const int64_t n = int64_t(s.tokens.size()), H = net_.config().hidden_size;
+    const int32_t img = int32_t(net_.config().image_token_id);
+    const int32_t* tk = s.tokens.data();
+    const float* images = s.image_embeddings;
+    for (int64_t at = 0; at < n;) {
+      int64_t end = std::min(n, at + piece);
+      if (s.image_embeddings && end < n && tk[end] == img && tk[end - 1] == img) {
+        int64_t start = end - 1;
+        while (start > at && tk[start - 1] == img) --start;
+        if (start > at) {
+          end = start;
+        } else {
+          while (end < n && tk[end] == img) ++end;
+        }
+      }
+      SequenceStep part{s.tokens.subspan(size_t(at), size_t(end - at)), s.cache, end == n ? s.logits : nullptr, false};
+      if (s.image_embeddings) {
+        part.image_embeddings = images;
+        for (int64_t t = at; t < end; ++t) images += tk[t] == img ? H : 0;
+      }
       Pending p;
       p.steps = std::span<const SequenceStep>(&part, 1);
-      p.rows = len;
+      p.rows = end - at;
       submit(p);
+      at = end;
     }
     return;
   }
@@ -36,15 +53,37 @@ void Scheduler::run(std::span<const SequenceStep> steps) {
   submit(p);
 }
 
-void Scheduler::run_alone(std::span<const SequenceStep> steps) {
+void Scheduler::exclusive(const std::function<void()>& work) {
+  if (max_sequences_ <= 1) return run_alone({}, &work);
+  Pending p;
+  p.work = &work;
+  submit(p);
+}
+
+void Scheduler::run_alone(std::span<const SequenceStep> steps, const std::function<void()>* work) {
   std::unique_lock lock(mu_);
   const uint64_t ticket = next_ticket_++;
-  ++stats_.requests;
+  if (!work) ++stats_.requests;
   if (ticket != serving_) {
     ++stats_.waited;
     ++stats_.queued;
     turn_.wait(lock, [&] { return serving_ == ticket; });
     --stats_.queued;
+  }
+  if (work) {
+    struct Next {
+      Scheduler& s;
+      ~Next() {
+        {
+          std::lock_guard g(s.mu_);
+          ++s.serving_;
+        }
+        s.turn_.notify_all();
+      }
+    } next{*this};
+    lock.unlock();
+    (*work)();
+    return;
   }
   ++stats_.batches;
   stats_.batched_sequences += steps.size();
@@ -80,8 +119,8 @@ void Scheduler::run_alone(std::span<const SequenceStep> steps) {
 void Scheduler::submit(Pending& p) {
   using Clock = std::chrono::steady_clock;
   std::unique_lock lock(mu_);
-  ++stats_.requests;
-  if (busy_ || !queue_.empty()) ++stats_.waited;
+  if (!p.work) ++stats_.requests;
+  if (!p.work && (busy_ || !queue_.empty())) ++stats_.waited;
   if (passes_ > 0) {  // back from the last finished pass (or new): how long after it ended
     const auto back = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - last_end_);
     if (back < last_pass_) return_time_ = (3 * return_time_ + back) / 4;
@@ -114,29 +153,33 @@ void Scheduler::submit(Pending& p) {
     while (!queue_.empty()) {
       Pending* q = queue_.front();
       const int64_t n = int64_t(q->steps.size());
-      if (!batch.empty() && (seqs + n > max_sequences_ || rows + q->rows > chunk)) break;
+      if (!batch.empty() && (q->work || batch[0]->work || seqs + n > max_sequences_ || rows + q->rows > chunk)) break;
       batch.push_back(q);
       queue_.pop_front();
       rows += q->rows;
       seqs += n;
     }
     stats_.queued -= int(batch.size());
-    ++stats_.batches;
-    stats_.batched_rows += uint64_t(rows);
-    stats_.batched_sequences += uint64_t(seqs);
+    const bool work = batch[0]->work != nullptr;  // not a pass: the pass statistics stay as they are
+    if (!work) {
+      ++stats_.batches;
+      stats_.batched_rows += uint64_t(rows);
+      stats_.batched_sequences += uint64_t(seqs);
+    }
     lock.unlock();
     const auto t0 = Clock::now();
     run_batch(batch);
     const auto took = Clock::now() - t0;
     lock.lock();
     for (Pending* q : batch) q->done = true;
+    busy_ = false;
+    turn_.notify_all();
+    if (work) continue;
     expected_ = seqs + int64_t(queue_.size());
     last_pass_ = std::chrono::duration_cast<std::chrono::nanoseconds>(took);
     last_end_ = Clock::now();
     ++passes_;
     stats_.forward_seconds += std::chrono::duration<double>(took).count();
-    busy_ = false;
-    turn_.notify_all();
   }
   if (p.error) std::rethrow_exception(p.error);
 }
@@ -144,6 +187,14 @@ void Scheduler::submit(Pending& p) {
 // forward_batch checks every sequence before running any row, so when a batch of several fails
 // each request runs again alone and gets its own outcome (one bad request cannot fail the rest).
 void Scheduler::run_batch(std::vector<Pending*>& batch) {
+  if (batch[0]->work) {
+    try {
+      (*batch[0]->work)();
+    } catch (...) {
+      batch[0]->error = std::current_exception();
+    }
+    return;
+  }
   if (batch.size() == 1) {
     try {
       net_.forward_batch(batch[0]->steps);
@@ -168,8 +219,9 @@ void Scheduler::run_batch(std::vector<Pending*>& batch) {
   }
 }
 
-void Scheduler::forward(std::span<const int32_t> tokens, model::gemma4::KvCache& cache, float* logits) {
-  const SequenceStep step{tokens, &cache, logits, false};
+void Scheduler::forward(std::span<const int32_t> tokens, model::gemma4::KvCache& cache, float* logits,
+                        const float* images) {
+  const SequenceStep step{tokens, &cache, logits, false, images};
   run(std::span<const SequenceStep>(&step, 1));
 }
 

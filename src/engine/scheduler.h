@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <span>
 
@@ -39,7 +40,13 @@ class Scheduler {
   // Runs `steps` (a batch of sequences, each at most once); blocks until done. Thread safe.
   void run(std::span<const model::gemma4::SequenceStep> steps);
   // One sequence: feeds `tokens` into `cache`; `logits` ([vocab]) gets the last position's.
-  void forward(std::span<const int32_t> tokens, model::gemma4::KvCache& cache, float* logits);
+  // `images`: the soft tokens of the image placeholders in `tokens` (SequenceStep::image_embeddings);
+  // a long prefill's pieces never cut an image run.
+  void forward(std::span<const int32_t> tokens, model::gemma4::KvCache& cache, float* logits,
+               const float* images = nullptr);
+  // Runs `work` with the model to itself, in turn with the forward passes (the vision tower
+  // shares the model's thread pool). Thread safe; rethrows what `work` throws.
+  void exclusive(const std::function<void()>& work);
 
   SchedulerStats stats() const;
   int max_sequences() const { return max_sequences_; }
@@ -47,11 +54,12 @@ class Scheduler {
  private:
   struct Pending {
     std::span<const model::gemma4::SequenceStep> steps;
+    const std::function<void()>* work = nullptr;  // exclusive(): runs alone, not a forward
     int64_t rows = 0;
     bool done = false;
     std::exception_ptr error;
   };
-  void run_alone(std::span<const model::gemma4::SequenceStep> steps);  // max_sequences 1
+  void run_alone(std::span<const model::gemma4::SequenceStep> steps, const std::function<void()>* work);  // max_sequences 1
   void submit(Pending& p);                                              // batching
   void run_batch(std::vector<Pending*>& batch);
 

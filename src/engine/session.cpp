@@ -11,9 +11,12 @@
 
 #include "core/error.h"
 #include "engine/answer_stream.h"
+#include "engine/images.h"
 #include "engine/model_impl.h"
 #include "engine/prompt.h"
+#include "core/mapped_file.h"
 #include "mlxq/session.h"
+#include "model/gemma4/vision.h"
 #include "text/chat_template.h"
 #include "text/gemma4_tokens.h"
 #include "text/sampler.h"
@@ -70,13 +73,21 @@ bool thinking_for(const std::optional<std::string>& effort) {
 
 }  // namespace
 
+ImageInput ImageInput::from_file(const std::string& path) {
+  const MappedFile f(path);
+  return ImageInput{std::vector<uint8_t>(f.data(), f.data() + f.size()), path};
+}
+
 struct Session::Impl {
+  using ImagePtr = std::shared_ptr<engine::PromptImage>;
   std::shared_ptr<Model> owner;  // keeps the model alive
   Model::Impl& m;
   SessionOptions opt;
   int64_t max_context;
   model::gemma4::KvCache cache;
   std::vector<int32_t> history;     // tokens whose KV is in the cache
+  std::vector<uint64_t> keys;       // per history token: 0, or its image's key (reuse compares both)
+  std::vector<ImagePtr> images;     // the committed conversation's images, in prompt order
   ordered_json messages = ordered_json::array();  // committed conversation, for full re-renders
   std::string tools_at_start;       // tools JSON the cached prefix was rendered with
   bool thinking_at_start = false;   // enable_thinking the cached prefix was rendered with
@@ -104,9 +115,13 @@ struct Session::Impl {
     const ToolCall* answered = nullptr;
     std::string tool_content;
     const std::string* messages_json = nullptr;
+    const std::vector<ImageInput>* images = nullptr;  // with user_text
   };
   struct Prompt {
     std::vector<int32_t> tokens;  // to prefill
+    std::vector<uint64_t> keys;   // per token (engine::ExpandedPrompt)
+    std::vector<ImagePtr> images; // the conversation's images after this turn, in prompt order
+    size_t first_prefilled = 0;   // images[first_prefilled..] have their runs in `tokens`
     int cached = 0;               // reused prefix
     ordered_json message;         // the message this turn adds to the conversation
     ordered_json conversation;    // send_messages: the conversation that replaces the session's
@@ -128,7 +143,11 @@ struct Session::Impl {
   void clear_cache() {
     cache.reset();
     history.clear();
+    keys.clear();
   }
+  ImagePtr image_for(std::span<const uint8_t> bytes, const std::string& name) const;
+  engine::ExpandedPrompt expand(const std::vector<int32_t>& tokens, std::span<const ImagePtr> ims) const;
+  std::vector<float> soft_tokens(const Prompt& p);
 };
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -206,16 +225,31 @@ Session::Impl::Prompt Session::Impl::build_prompt(const TurnInput& in, const Cha
   const std::string tools_key = tools.is_null() ? "" : tools.dump();
 
   Prompt p;
-  if (in.user_text) {
+  p.images = images;
+  const size_t fresh = in.images ? in.images->size() : 0;
+  for (size_t i = 0; i < fresh; ++i) {
+    const ImageInput& im = (*in.images)[i];
+    p.images.push_back(image_for(im.bytes, im.name.empty() ? "image " + std::to_string(i + 1) : im.name));
+  }
+  if (in.user_text && fresh > 0) {  // content parts as the template reads them: images, then the text
+    ordered_json parts = ordered_json::array();
+    for (size_t i = 0; i < fresh; ++i) parts.push_back({{"type", "image"}});
+    parts.push_back({{"type", "text"}, {"text", *in.user_text}});
+    p.message = {{"role", "user"}, {"content", parts}};
+  } else if (in.user_text) {
     p.message = {{"role", "user"}, {"content", *in.user_text}};
   } else {
     p.message = {{"role", "tool"}, {"tool_call_id", in.answered->id}, {"content", in.tool_content}};
   }
   const bool can_extend = !history.empty() && cache_valid && thinking == thinking_at_start && tools_key == tools_at_start;
   if (can_extend) {
-    p.tokens = in.user_text ? engine::user_turn_delta(*m.tok, *in.user_text, thinking)
-                            : engine::tool_result_delta(*m.tok, in.answered->name, in.answered->id, in.tool_content,
-                                                        thinking);
+    const std::vector<int32_t> delta =
+        in.user_text ? engine::user_turn_delta(*m.tok, *in.user_text, thinking, fresh)
+                     : engine::tool_result_delta(*m.tok, in.answered->name, in.answered->id, in.tool_content, thinking);
+    p.first_prefilled = images.size();
+    engine::ExpandedPrompt e = expand(delta, std::span(p.images).subspan(p.first_prefilled));
+    p.tokens = std::move(e.tokens);
+    p.keys = std::move(e.keys);
     p.cached = int(history.size());
   } else {
     ordered_json msgs = ordered_json::array();
@@ -226,7 +260,9 @@ Session::Impl::Prompt Session::Impl::build_prompt(const TurnInput& in, const Cha
     text::TemplateOptions topt;
     topt.add_generation_prompt = true;
     topt.enable_thinking = thinking;
-    p.tokens = engine::render_prompt_tokens(*m.tok, msgs, tools, topt);
+    engine::ExpandedPrompt e = expand(engine::render_prompt_tokens(*m.tok, msgs, tools, topt), p.images);
+    p.tokens = std::move(e.tokens);
+    p.keys = std::move(e.keys);
     clear_cache();
     thinking_at_start = thinking;
     tools_at_start = tools_key;
@@ -244,25 +280,78 @@ Session::Impl::Prompt Session::Impl::build_prompt(const TurnInput& in, const Cha
 Session::Impl::Prompt Session::Impl::conversation_prompt(const std::string& messages_json, const ChatConfig& cfg,
                                                          bool thinking) {
   const std::string tools_text = cfg.tools_json.value_or("");
+  engine::Conversation conv = engine::parse_conversation(messages_json, tools_text);
+  const std::vector<engine::ImageBytes> raw = engine::take_message_images(conv.messages);
   Prompt p;
-  p.tokens = engine::render_conversation(*m.tok, messages_json, tools_text, thinking);
-  p.conversation = text::parse_chat_json(messages_json);
+  for (const engine::ImageBytes& im : raw) p.images.push_back(image_for(im.bytes, im.name));
+  text::TemplateOptions topt;
+  topt.add_generation_prompt = true;
+  topt.enable_thinking = thinking;
+  engine::ExpandedPrompt e = expand(engine::render_prompt_tokens(*m.tok, conv.messages, conv.tools, topt), p.images);
+  p.tokens = std::move(e.tokens);
+  p.keys = std::move(e.keys);
+  p.conversation = std::move(conv.messages);  // image parts now {"type": "image"}: p.images hold them
   const int64_t total = int64_t(p.tokens.size());
   check(total < max_context, "prompt of " + std::to_string(total) + " tokens does not fit the session's max_context of " +
                                  std::to_string(max_context) + " (LoadOptions / SessionOptions::max_context)");
   size_t keep = 0;
-  while (keep < history.size() && keep < p.tokens.size() && history[keep] == p.tokens[keep]) ++keep;
+  while (keep < history.size() && keep < p.tokens.size() && history[keep] == p.tokens[keep] && keys[keep] == p.keys[keep])
+    ++keep;
   if (keep == p.tokens.size()) --keep;
-  if (!cache.can_truncate(int64_t(keep))) keep = 0;
+  const int32_t soft = int32_t(m.net->config().image_token_id);
+  engine::PrefixCut cut = engine::cut_before_runs(p.tokens, keep, soft);  // an image run goes whole
+  if (!cache.can_truncate(int64_t(cut.keep))) cut = {};
+  keep = cut.keep;
   cache.truncate(int64_t(keep));
   history.resize(keep);
+  keys.resize(keep);
   p.cached = int(keep);
+  p.first_prefilled = cut.first_image;
   p.tokens.erase(p.tokens.begin(), p.tokens.begin() + std::ptrdiff_t(keep));
-  const ordered_json tools = tools_text.empty() ? ordered_json() : text::parse_chat_json(tools_text);
-  tools_at_start = tools.is_null() ? "" : tools.dump();
+  p.keys.erase(p.keys.begin(), p.keys.begin() + std::ptrdiff_t(keep));
+  tools_at_start = conv.tools.is_null() ? "" : conv.tools.dump();
   thinking_at_start = thinking;
   cache_valid = true;
   return p;
+}
+
+// An image of this turn: one the conversation already holds (same bytes, so its embedding is
+// reused), or decoded and sized now. A model without a vision tower refuses it.
+Session::Impl::ImagePtr Session::Impl::image_for(std::span<const uint8_t> bytes, const std::string& name) const {
+  if (!m.net->has_vision()) m.net->vision();  // throws, saying what is missing
+  const uint64_t key = engine::image_key(bytes, m.image_budget);
+  for (const ImagePtr& im : images)
+    if (im->key == key) return im;
+  return std::make_shared<engine::PromptImage>(
+      engine::prepare_image(bytes, name, *m.net->config().vision, m.image_budget));
+}
+
+engine::ExpandedPrompt Session::Impl::expand(const std::vector<int32_t>& tokens, std::span<const ImagePtr> ims) const {
+  std::vector<const engine::PromptImage*> v;
+  for (const ImagePtr& im : ims) v.push_back(im.get());
+  return engine::expand_images(tokens, v, m.image_ids);
+}
+
+// The soft tokens of the images whose runs this prefill holds, in order; the tower runs (in turn
+// with other sessions' forward passes) for those not yet embedded, whose pixels are then dropped.
+std::vector<float> Session::Impl::soft_tokens(const Prompt& p) {
+  std::vector<engine::PromptImage*> todo;
+  for (size_t i = p.first_prefilled; i < p.images.size(); ++i)
+    if (p.images[i]->embedding.empty()) todo.push_back(p.images[i].get());
+  if (!todo.empty()) {
+    m.scheduler->exclusive([&] {
+      model::gemma4::VisionTower& tower = m.net->vision();
+      for (engine::PromptImage* im : todo) {
+        const io::Image& px = im->pixels;
+        im->embedding = tower.embed(model::gemma4::patchify(px.rgb.data(), px.width, px.height, tower.config()));
+        im->pixels = {};
+      }
+    });
+  }
+  std::vector<float> out;
+  for (size_t i = p.first_prefilled; i < p.images.size(); ++i)
+    out.insert(out.end(), p.images[i]->embedding.begin(), p.images[i]->embedding.end());
+  return out;
 }
 
 // Step 2: the request's settings, then generation_config.json's, then greedy.
@@ -300,7 +389,9 @@ Session::Impl::Decoded Session::Impl::decode(const Prompt& prompt, const ChatCon
   };
 
   const auto t_start = Clock::now();
-  m.scheduler->forward(prompt.tokens, cache, logits.data());
+  const std::vector<float> soft = soft_tokens(prompt);
+  r.performance.vision_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
+  m.scheduler->forward(prompt.tokens, cache, logits.data(), soft.empty() ? nullptr : soft.data());
   int32_t token = sample();
   const auto t_first = Clock::now();
   bool in_channel = false;
@@ -353,6 +444,9 @@ void Session::Impl::commit(const Prompt& prompt, const Decoded& d, const ChatRes
     m.scheduler->forward(std::span(&d.generated.back(), 1), cache, logits.data());
     history.push_back(d.generated.back());
   }
+  keys.insert(keys.end(), prompt.keys.begin(), prompt.keys.end());
+  keys.resize(history.size(), 0);
+  images = prompt.images;
   if (!prompt.conversation.is_null()) {
     messages = prompt.conversation;
   } else {
@@ -379,9 +473,19 @@ ChatResult Session::send(const std::string& text, const ChatConfig& config) {
 }
 
 ChatResult Session::send_stream(const std::string& text, const ChatConfig& config, const EventCallback& on_event) {
+  return send_stream(text, {}, config, on_event);
+}
+
+ChatResult Session::send(const std::string& text, const std::vector<ImageInput>& images, const ChatConfig& config) {
+  return send_stream(text, images, config, {});
+}
+
+ChatResult Session::send_stream(const std::string& text, const std::vector<ImageInput>& images,
+                                const ChatConfig& config, const EventCallback& on_event) {
   check(impl_->pending.empty(), "session: answer the pending tool call with send_tool_result first");
   Impl::TurnInput in;
   in.user_text = &text;
+  in.images = &images;
   return impl_->run_turn(in, config, on_event);
 }
 
@@ -423,6 +527,7 @@ void Session::reset() {
   check(!impl_->busy, "session: reset while a send is in flight");
   impl_->clear_cache();
   impl_->messages = ordered_json::array();
+  impl_->images.clear();
   impl_->pending.clear();
   impl_->turns = 0;
   impl_->cache_valid = true;
@@ -432,6 +537,7 @@ void Session::cancel() { impl_->cancel = true; }
 void Session::set_system(const std::string& system) { impl_->opt.system = system; }
 int Session::turns() const { return impl_->turns; }
 int Session::pending_tool_calls() const { return int(impl_->pending.size()); }
+bool Session::has_images() const { return !impl_->images.empty(); }
 const std::vector<int32_t>& Session::history() const { return impl_->history; }
 const std::vector<float>& Session::last_logits() const { return impl_->logits; }
 std::string Session::model_path() const { return impl_->m.path; }

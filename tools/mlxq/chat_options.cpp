@@ -24,6 +24,9 @@ void ChatArgs::add_to(CLI::App* cmd) {
   cmd->add_flag("--exact", exact, "Exact precision: f32 activations in every matmul (default: two int8 parts into quantized matmuls)");
   cmd->add_flag("--int8", int8, "One int8 part per activation (and bf16 into bf16 matmuls): faster prefill, further from exact");
   cmd->add_option("--max-context", max_context, "KV-cache size in tokens")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-soft-tokens", max_soft_tokens,
+                  "Soft tokens per image: 70, 140, 280, 560 or 1120 (default: the checkpoint's, 280)")
+      ->check(CLI::IsMember({70, 140, 280, 560, 1120}));
   cmd->add_option("--interleaved", interleaved,
                   "Interleaved weights file from `mlxq repack`: auto (<model>/mlxq-interleaved.bin if present), off, or a path")
       ->capture_default_str();
@@ -50,6 +53,7 @@ std::unique_ptr<Session> ChatArgs::open() const {
   lo.int8 = int8;
   lo.interleaved = interleaved;
   lo.max_context = max_context;
+  lo.max_soft_tokens = max_soft_tokens;
   SessionOptions so;
   so.system = system;
   return load_session(model.empty() ? default_model_path() : model, lo, so);
@@ -74,7 +78,8 @@ std::string result_json(const ChatResult& r) {
   j["raw_text"] = r.raw_text;
   j["performance"] = {{"ttft_ms", r.performance.ttft_ms},
                       {"prefill_tokens_per_second", r.performance.prefill_tokens_per_second},
-                      {"decode_tokens_per_second", r.performance.decode_tokens_per_second}};
+                      {"decode_tokens_per_second", r.performance.decode_tokens_per_second},
+                      {"vision_ms", r.performance.vision_ms}};
   const double predicted_ms = r.performance.decode_tokens_per_second > 0
                                   ? (r.num_tokens - 1) * 1000.0 / r.performance.decode_tokens_per_second : 0;
   j["timings"] = {{"cache_n", r.cached_tokens}, {"prompt_n", r.prefill_tokens},

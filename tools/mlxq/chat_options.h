@@ -17,6 +17,7 @@ struct ChatArgs {
   bool ignore_eos = false;
   std::string interleaved = "auto";
   int64_t max_context = 8192;
+  int64_t max_soft_tokens = 0;
   int max_tokens = -1, top_k = -1;
   double temp = -1, top_p = -1, min_p = -1;
   int64_t seed = -1;

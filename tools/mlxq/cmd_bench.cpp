@@ -2,7 +2,8 @@
 // with its TTFT gate and the headline "best decode tok/s over turns 2-4"; (b) a llama-bench-like
 // grid (-p prompt tokens, -n generated tokens, -b sequences decoding together, -r repetitions)
 // printing mean +- sd per test. The grid takes its repetitions round-robin over the tests, so the
-// machine's bandwidth drift falls on all of them alike.
+// machine's bandwidth drift falls on all of them alike; (c) --image, a one-image prompt at each
+// soft-token budget: the vision tower's time and the TTFT (tower + prefill), round-robin too.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -87,6 +88,58 @@ int capitals(const ChatArgs& a, bool json, bool quiet) {
     std::printf("best decode tok/s over turns 2-4: %.2f\n", best);
   }
   return fail ? 1 : 0;
+}
+
+// A one-image prompt ("Describe this image." after the image) in a fresh session per repetition,
+// one answer token: the tower's time (Performance::vision_ms) and TTFT per budget. The models of
+// the budgets share the mapped weights; one untimed turn each warms them up.
+int vision(const ChatArgs& a, const std::string& path, const std::vector<int>& budgets, int reps, bool json) {
+  const ImageInput img = ImageInput::from_file(path);
+  struct Row {
+    int budget = 0;
+    std::shared_ptr<Model> model;
+    int prompt = 0, soft = 0;
+    std::vector<double> tower, ttft;
+  };
+  std::vector<Row> rows;
+  ChatConfig cfg = a.config();
+  cfg.max_new_tokens = 1;
+  cfg.temperature = 0.0f;
+  const std::string text = "Describe this image.";
+  for (int b : budgets) {
+    ChatArgs args = a;
+    args.max_soft_tokens = b;
+    Row r;
+    r.budget = b;
+    r.model = args.open()->model();
+    const int plain = r.model->create_session()->send(text, cfg).prompt_tokens;
+    r.prompt = r.model->create_session()->send(text, {img}, cfg).prompt_tokens;  // also the warm-up
+    r.soft = r.prompt - plain - 2;
+    rows.push_back(std::move(r));
+  }
+  for (int i = 0; i < reps; ++i)
+    for (Row& r : rows) {
+      const ChatResult res = r.model->create_session()->send(text, {img}, cfg);
+      r.tower.push_back(res.performance.vision_ms);
+      r.ttft.push_back(res.performance.ttft_ms);
+    }
+  nlohmann::ordered_json j = nlohmann::ordered_json::array();
+  if (!json)
+    std::printf("%s, %d threads, %d repetitions\n| budget | soft tokens | prompt tokens | vision tower ms | TTFT ms |\n"
+                "|---:|---:|---:|---:|---:|\n",
+                path.c_str(), rows.empty() ? 0 : rows[0].model->info().threads, reps);
+  for (const Row& r : rows) {
+    const Stat t = stat(r.tower), f = stat(r.ttft);
+    if (json) {
+      j.push_back({{"budget", r.budget}, {"soft_tokens", r.soft}, {"prompt_tokens", r.prompt},
+                   {"tower_ms", t.mean}, {"tower_ms_sd", t.sd}, {"ttft_ms", f.mean}, {"ttft_ms_sd", f.sd}});
+    } else {
+      std::printf("| %d | %d | %d | %.0f +- %.0f | %.0f +- %.0f |\n", r.budget, r.soft, r.prompt, t.mean, t.sd, f.mean,
+                  f.sd);
+    }
+  }
+  if (json) std::printf("%s\n", j.dump(2).c_str());
+  return 0;
 }
 
 struct GridOptions {
@@ -237,6 +290,8 @@ void register_bench(CLI::App& app) {
   struct B {
     bool capitals = false, quiet = false;
     GridOptions grid;
+    std::string image;
+    std::vector<int> budgets{70, 140, 280, 560, 1120};
   };
   auto b = std::make_shared<B>();
   CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: --capitals chat, or a llama-bench-like -p/-n/-r grid");
@@ -257,8 +312,14 @@ void register_bench(CLI::App& app) {
                   "Buffer of the read-bandwidth probe run before and after the grid (0: skip)")
       ->check(CLI::Range(0.0, 16.0));
   cmd->add_flag("--quiet", b->quiet, "--capitals: do not print the answers");
+  cmd->add_option("--image", b->image, "A one-image prompt at each budget: vision tower time and TTFT (-r repetitions)");
+  cmd->add_option("--budgets", b->budgets, "--image: soft-token budgets (default 70,140,280,560,1120)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({70, 140, 280, 560, 1120}));
   cmd->callback([a, b] {
-    const int rc = b->capitals ? capitals(*a, b->grid.json, b->quiet) : grid(*a, b->grid);
+    const int rc = b->capitals         ? capitals(*a, b->grid.json, b->quiet)
+                   : !b->image.empty() ? vision(*a, b->image, b->budgets, b->grid.reps, b->grid.json)
+                                       : grid(*a, b->grid);
     if (rc != 0) throw CLI::RuntimeError(rc);
   });
 }

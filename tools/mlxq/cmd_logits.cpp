@@ -1,13 +1,17 @@
-// `mlxq logits`: the f32 logits of every position for a token sequence, as .npy or text.
+// `mlxq logits`: the f32 logits of every position for a token sequence, as .npy or text; with
+// --image, the image placeholder runs in the tokens take those images' soft tokens (§10.5).
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
+#include "engine/images.h"
 #include "io/npy.h"
 #include "mlxq/commands.h"
 #include "model/gemma4/model.h"
+#include "model/gemma4/vision.h"
 
 namespace mlxq::cli {
 
@@ -31,12 +35,48 @@ std::vector<int32_t> parse_tokens(const std::string& s) {
   check(!out.empty(), "--tokens: no token ids given");
   return out;
 }
+
+// The soft tokens for the image runs (contiguous image_token_id) of `toks`, one image per run in
+// order; each run's length must be its image's soft-token count at the budget.
+std::vector<float> image_soft_tokens(model::gemma4::Model& model, const std::vector<int32_t>& toks,
+                                     const std::vector<std::string>& paths, int64_t budget) {
+  const int32_t img = int32_t(model.config().image_token_id);
+  std::vector<int64_t> runs;
+  for (size_t i = 0; i < toks.size();) {
+    if (toks[i] != img) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < toks.size() && toks[j] == img) ++j;
+    runs.push_back(int64_t(j - i));
+    i = j;
+  }
+  check(runs.size() == paths.size(), "--image: " + std::to_string(paths.size()) + " image(s) given but --tokens has " +
+                                         std::to_string(runs.size()) + " image placeholder run(s) (token " +
+                                         std::to_string(img) + ")");
+  model::gemma4::VisionTower& tower = model.vision();
+  std::vector<float> out;
+  for (size_t k = 0; k < paths.size(); ++k) {
+    const MappedFile f(paths[k]);
+    const engine::PromptImage im =
+        engine::prepare_image(std::span(f.data(), f.size()), paths[k], tower.config(), budget);
+    check(im.soft_tokens == runs[k], "--image " + paths[k] + ": " + std::to_string(im.soft_tokens) +
+                                         " soft tokens at a budget of " + std::to_string(budget) + ", but run " +
+                                         std::to_string(k + 1) + " of --tokens has " + std::to_string(runs[k]));
+    const std::vector<float> e = tower.embed(
+        model::gemma4::patchify(im.pixels.rgb.data(), im.pixels.width, im.pixels.height, tower.config()));
+    out.insert(out.end(), e.begin(), e.end());
+  }
+  return out;
+}
 }  // namespace
 
 void register_logits(CLI::App& app) {
   struct Args {
     std::string model, tokens = "2,105,2364", out, interleaved = "auto";
-    int64_t chunk = 0, max_context = 0;
+    std::vector<std::string> images;
+    int64_t chunk = 0, max_context = 0, max_soft_tokens = 0;
     bool decode = false, exact = false, int8 = false;
     int top = 0, threads = 0;
   };
@@ -52,6 +92,10 @@ void register_logits(CLI::App& app) {
   cmd->add_flag("--exact", args->exact, "Exact precision: f32 activations in every matmul");
   cmd->add_flag("--int8", args->int8, "One int8 part per activation (faster prefill, further from exact)");
   cmd->add_option("--max-context", args->max_context, "KV cache size (default: the sequence length)");
+  cmd->add_option("--image", args->images,
+                  "An image for the next image placeholder run in --tokens (repeatable, in order)");
+  cmd->add_option("--max-soft-tokens", args->max_soft_tokens, "Soft tokens per image (default: the checkpoint's)")
+      ->check(CLI::IsMember({70, 140, 280, 560, 1120}));
   cmd->add_option("--interleaved", args->interleaved, "Interleaved weights file: auto, off, or a path (see `mlxq repack`)")
       ->capture_default_str();
   cmd->callback([args] {
@@ -64,11 +108,15 @@ void register_logits(CLI::App& app) {
     mo.int8 = args->int8;
     mo.interleaved = args->interleaved;
     mo.max_chunk = std::min<int64_t>(chunk, 512);
+    mo.max_image_tokens = args->max_soft_tokens;
     model::gemma4::Model model(path, mo);
     const int64_t T = int64_t(toks.size()), V = model.config().vocab_size;
+    const std::vector<float> soft =
+        args->images.empty() ? std::vector<float>{} : image_soft_tokens(model, toks, args->images, model.max_image_tokens());
     auto cache = model.make_cache(std::max<int64_t>(args->max_context, T));
     std::vector<float> logits(size_t(T * V));
-    model.forward(toks, cache, logits.data(), true, mo.max_chunk);
+    const model::gemma4::SequenceStep step{toks, &cache, logits.data(), true, soft.empty() ? nullptr : soft.data()};
+    model.forward_batch(std::span(&step, 1), mo.max_chunk);
     if (!args->out.empty()) {
       io::write_npy_f32(args->out, {T, V}, logits.data());
       std::fprintf(stderr, "wrote %s: float32 [%lld, %lld]\n", args->out.c_str(), (long long)T, (long long)V);

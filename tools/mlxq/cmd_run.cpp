@@ -1,5 +1,6 @@
-// `mlxq run` (one streamed answer) and `mlxq chat` (an interactive REPL: streaming, reasoning
-// shown distinctly, /reset, /system, /stats, Ctrl-C stops the answer and not the program).
+// `mlxq run` (one streamed answer, images with --image) and `mlxq chat` (an interactive REPL:
+// streaming, reasoning shown distinctly, /image, /reset, /system, /stats, Ctrl-C stops the answer
+// and not the program).
 #include <signal.h>
 #include <unistd.h>
 
@@ -66,15 +67,19 @@ void register_run(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
   auto prompt = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
+  auto image_paths = std::make_shared<std::vector<std::string>>();
   CLI::App* run = app.add_subcommand("run", "Answer one prompt, streaming the answer");
   a->add_to(run);
   run->add_option("-p,--prompt", *prompt, "The user message")->required();
+  run->add_option("--image", *image_paths, "An image to show the model before the prompt (repeatable; PNG, JPEG, WebP, BMP, GIF)");
   run->add_flag("--json", *json, "Print the final event (answer, tool calls, performance) as JSON instead");
-  run->callback([a, prompt, json] {
+  run->callback([a, prompt, json, image_paths] {
+    std::vector<ImageInput> images;
+    for (const std::string& p : *image_paths) images.push_back(ImageInput::from_file(p));
     auto session = a->open();
     Printer print(isatty(1));
-    const ChatResult r = *json ? session->send(*prompt, a->config())
-                               : session->send_stream(*prompt, a->config(), std::ref(print));
+    const ChatResult r = *json ? session->send(*prompt, images, a->config())
+                               : session->send_stream(*prompt, images, a->config(), std::ref(print));
     if (*json) {
       std::printf("%s\n", result_json(r).c_str());
     } else {
@@ -87,7 +92,7 @@ void register_run(CLI::App& app) {
   });
 
   auto c = std::make_shared<ChatArgs>();
-  CLI::App* chat = app.add_subcommand("chat", "Interactive chat (/reset, /system TEXT, /stats, /quit; Ctrl-C stops an answer)");
+  CLI::App* chat = app.add_subcommand("chat", "Interactive chat (/image FILE, /reset, /system TEXT, /stats, /quit; Ctrl-C stops an answer)");
   c->add_to(chat);
   chat->callback([c] {
     auto session = c->open();
@@ -101,6 +106,7 @@ void register_run(CLI::App& app) {
     std::printf("mlxq chat: %s. /help for commands, Ctrl-D to quit.\n", session->model_path().c_str());
     ChatResult last;
     bool have_last = false;
+    std::vector<ImageInput> images;  // /image: shown with the next message
     std::string line;
     for (;;) {
       std::fputs("> ", stdout);
@@ -118,12 +124,29 @@ void register_run(CLI::App& app) {
       if (line.empty()) continue;
       if (line == "/quit" || line == "/exit") break;
       if (line == "/help") {
-        std::printf("/reset  clear the conversation\n/system TEXT  set the system prompt (clears the conversation)\n"
+        std::printf("/image FILE  show an image with the next message (repeatable)\n"
+                    "/reset  clear the conversation\n/system TEXT  set the system prompt (clears the conversation)\n"
                     "/stats  figures of the last answer\n/quit  leave (or Ctrl-D)\nCtrl-C stops an answer.\n");
+        continue;
+      }
+      if (line.rfind("/image", 0) == 0 && (line.size() == 6 || line[6] == ' ')) {
+        const std::string path = line.size() > 7 ? line.substr(7) : "";
+        if (path.empty()) {
+          std::printf("[usage: /image FILE]\n");
+          continue;
+        }
+        try {
+          images.push_back(ImageInput::from_file(path));
+          std::printf("[image %zu: %s, %zu bytes; sent with your next message]\n", images.size(), path.c_str(),
+                      images.back().bytes.size());
+        } catch (const std::exception& e) {
+          std::printf("[error: %s]\n", e.what());
+        }
         continue;
       }
       if (line == "/reset") {
         session->reset();
+        images.clear();
         std::printf("[conversation cleared]\n");
         continue;
       }
@@ -140,7 +163,9 @@ void register_run(CLI::App& app) {
       }
       Printer print(tty);
       try {
-        last = session->send_stream(line, c->config(), std::ref(print));
+        std::vector<ImageInput> shown;
+        shown.swap(images);
+        last = session->send_stream(line, shown, c->config(), std::ref(print));
         have_last = true;
         std::printf("\n");
         for (const auto& call : last.tool_calls)

@@ -34,6 +34,8 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(1, 3600));
   cmd->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes")->capture_default_str();
   cmd->add_flag("--exact", o->exact, "f32 activations in every matmul (slower; the golden-logit path)");
+  cmd->add_option("--max-soft-tokens", o->max_soft_tokens, "Soft tokens per image: 70, 140, 280, 560 or 1120 (default: the checkpoint's)")
+      ->check(CLI::IsMember({70, 140, 280, 560, 1120}));
   cmd->add_flag("--int8", o->int8, "One int8 part per activation: less arithmetic per batched row, further from exact (mean KL ~1e-2)");
   cmd->callback([o, alias] {
     server::ServerOptions opt = *o;
