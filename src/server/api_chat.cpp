@@ -40,7 +40,8 @@ Json parse_message(const Json& m, const std::string& p) {
   Json out;
   if (role == "system" || role == "developer" || role == "user") {
     out["role"] = role == "user" ? "user" : "system";
-    out["content"] = text_content(require(m, "content", p + ".content"), p + ".content");
+    out["content"] = role == "user" ? user_content(require(m, "content", p + ".content"), p + ".content")
+                                    : Json(text_content(require(m, "content", p + ".content"), p + ".content"));
   } else if (role == "assistant") {
     out["role"] = "assistant";
     out["content"] = text_content(m.contains("content") ? m["content"] : Json(), p + ".content");

@@ -255,6 +255,74 @@ std::string text_content(const Json& content, const std::string& path) {
   return out;
 }
 
+namespace {
+
+std::string data_url(const Json& url, const std::string& path) {
+  if (!url.is_string()) wrong_type(url, path, "a data URL string");
+  const std::string u = url.get<std::string>();
+  if (u.rfind("data:", 0) != 0)
+    throw HttpError(400,
+                    "Invalid value for " + quoted(path) +
+                        ": images must be base64 data URLs (data:image/png;base64,...); the server fetches nothing",
+                    path);
+  return u;
+}
+
+}  // namespace
+
+std::string image_of(const Json& part, const std::string& type, const std::string& p) {
+  if (type == "image_url") {  // OpenAI chat: {"image_url": {"url": ..., "detail"?}} or a string
+    const Json& iu = detail::require(part, "image_url", p + ".image_url");
+    if (iu.is_object()) return data_url(detail::require(iu, "url", p + ".image_url.url"), p + ".image_url.url");
+    return data_url(iu, p + ".image_url");
+  }
+  if (type == "input_image") {  // Responses: {"image_url": "data:..."} (file_id is not supported)
+    if (!part.contains("image_url"))
+      throw HttpError(400, "Missing required parameter: " + quoted(p + ".image_url") + " (file_id is not supported)",
+                      p + ".image_url");
+    return data_url(part["image_url"], p + ".image_url");
+  }
+  if (type == "image") {  // Anthropic: {"source": {"type": "base64", "media_type", "data"}}
+    const Json& src = detail::require(part, "source", p + ".source");
+    detail::expect_object(src, p + ".source");
+    const std::string kind = detail::require_string(src, "type", p + ".source.type");
+    if (kind == "url") return data_url(detail::require(src, "url", p + ".source.url"), p + ".source.url");
+    if (kind != "base64")
+      throw HttpError(400, "Unsupported image source type '" + kind + "' (base64 or a data URL)", p + ".source.type");
+    const std::string media = detail::require_string(src, "media_type", p + ".source.media_type");
+    return "data:" + media + ";base64," + detail::require_string(src, "data", p + ".source.data");
+  }
+  return "";
+}
+
+Json user_content(const Json& content, const std::string& path) {
+  if (!content.is_array()) return text_content(content, path);
+  bool images = false;
+  for (const Json& part : content)
+    if (part.is_object() && part.contains("type") && part["type"].is_string()) {
+      const std::string t = part["type"];
+      images = images || t == "image_url" || t == "input_image" || t == "image";
+    }
+  if (!images) return text_content(content, path);
+  Json parts = Json::array();
+  for (size_t i = 0; i < content.size(); ++i) {
+    const std::string p = detail::at(path, i);
+    const Json& part = content[i];
+    detail::expect_object(part, p);
+    const std::string type = detail::require_string(part, "type", p + ".type");
+    if (type == "text" || type == "input_text") {
+      parts.push_back({{"type", "text"}, {"text", detail::require_string(part, "text", p + ".text")}});
+      continue;
+    }
+    const std::string url = image_of(part, type, p);
+    if (url.empty())
+      throw HttpError(400, "Unsupported content part type '" + type + "' in " + quoted(p) + " (text and images)",
+                      p + ".type");
+    parts.push_back({{"type", "image_url"}, {"image_url", {{"url", url}}}});
+  }
+  return parts;
+}
+
 namespace detail {
 
 std::string at(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }

@@ -97,7 +97,16 @@ void parse_stop(const Json& v, const std::string& path, const Limits& limits, Ch
 void parse_sampling(const Json& body, const std::string& prefix, ChatConfig& config);
 
 // Content that may be a string or an array of text parts ({type: "text" | "input_text" |
-// "output_text", text}); other part types are a 400 naming the part (images: a later issue).
+// "output_text", text}); other part types are a 400 naming the part (user messages read images
+// with user_content below).
 std::string text_content(const Json& content, const std::string& path);
+// A user message's content that may hold images: the text (as text_content) when it has none,
+// else the chat-shape parts in order, text parts and {"type": "image_url", "image_url": {"url":
+// DATA_URL}}. Reads OpenAI's image_url parts ({url} or a string), the Responses API's
+// input_image and Anthropic's image blocks (source base64, or a data URL). Images must come as
+// data URLs (the server fetches nothing): anything else is a 400 naming the field.
+Json user_content(const Json& content, const std::string& path);
+// One part or block of type `type` at `path`: its image as a data URL, or "" when not an image.
+std::string image_of(const Json& part, const std::string& type, const std::string& path);
 
 }  // namespace mlxq::server

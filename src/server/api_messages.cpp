@@ -43,7 +43,8 @@ void parse_message(const Json& m, const std::string& p, Json& out) {
   }
   detail::expect_array(content, p + ".content");
   std::string text;
-  bool has_text = false;
+  bool has_text = false, has_image = false;
+  Json parts = Json::array();  // a user message's text and images in order, when it has images
   Json calls = Json::array();
   Json results = Json::array();
   for (size_t j = 0; j < content.size(); ++j) {
@@ -53,8 +54,13 @@ void parse_message(const Json& m, const std::string& p, Json& out) {
     const std::string type = require_string(b, "type", bp + ".type");
     if (type == "text") {
       if (has_text) text += '\n';
-      text += require_string(b, "text", bp + ".text");
+      const std::string t = require_string(b, "text", bp + ".text");
+      text += t;
+      parts.push_back({{"type", "text"}, {"text", t}});
       has_text = true;
+    } else if (type == "image" && role == "user") {
+      parts.push_back({{"type", "image_url"}, {"image_url", {{"url", image_of(b, type, bp)}}}});
+      has_image = true;
     } else if (type == "thinking" || type == "redacted_thinking") {
       continue;  // the template drops past thoughts
     } else if (type == "tool_use" && role == "assistant") {
@@ -79,6 +85,8 @@ void parse_message(const Json& m, const std::string& p, Json& out) {
     Json msg = {{"role", "assistant"}, {"content", text}};
     if (!calls.empty()) msg["tool_calls"] = std::move(calls);
     if (has_text || msg.contains("tool_calls")) out.push_back(std::move(msg));
+  } else if (has_image) {
+    out.push_back({{"role", "user"}, {"content", std::move(parts)}});
   } else if (has_text || results.empty()) {
     out.push_back({{"role", "user"}, {"content", text}});
   }

@@ -56,8 +56,9 @@ void parse_item(const Json& item, const std::string& p, Json& out) {
                       "Invalid value for '" + p + ".role': '" + role +
                           "' (expected user, system, developer or assistant)",
                       p + ".role");
-    const std::string content = text_content(require(item, "content", p + ".content"), p + ".content");
-    out.push_back({{"role", role == "developer" ? "system" : role}, {"content", content}});
+    const Json& c = require(item, "content", p + ".content");
+    Json content = role == "user" ? user_content(c, p + ".content") : Json(text_content(c, p + ".content"));
+    out.push_back({{"role", role == "developer" ? "system" : role}, {"content", std::move(content)}});
   } else if (type == "function_call") {
     const std::string call_id = require_string(item, "call_id", p + ".call_id");
     const std::string name = require_string(item, "name", p + ".name");

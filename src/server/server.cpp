@@ -118,6 +118,7 @@ struct Server::Impl {
     lo.max_context = opt.ctx_size;
     lo.exact = opt.exact;
     lo.int8 = opt.int8;
+    lo.max_soft_tokens = opt.max_soft_tokens;
     lo.batch_sequences = std::max(1, opt.slots);
     model = load_model(opt.model_path, lo);
     vocab_size = model->info().vocab_size;

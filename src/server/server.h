@@ -31,6 +31,7 @@ struct ServerOptions {
   Limits limits;
   bool exact = false;              // f32 activations (LoadOptions::exact)
   bool int8 = false;               // one int8 activation part (LoadOptions::int8)
+  int64_t max_soft_tokens = 0;     // soft tokens per image (LoadOptions::max_soft_tokens; 0: the checkpoint's)
   std::function<void(const std::string&)> log;      // one line per request and event ("" -> stderr)
   std::function<void(int port)> on_listening;       // called once the socket is bound
 };

@@ -159,5 +159,31 @@ TEST(ApiCommon, TextContentJoinsTextParts) {
   EXPECT_EQ(error_of([] { text_content(body("12"), "messages[1].content"); }).param, "messages[1].content");
 }
 
+// A user message's content with images: the chat-shape parts in order, each image a data URL
+// (OpenAI image_url object or string, Responses input_image, Anthropic base64 image); without
+// images the joined text as before; anything but a data URL is a 400 naming the field.
+TEST(ApiCommon, UserContentKeepsImagesAsDataUrls) {
+  EXPECT_EQ(user_content(body(R"([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])"), "c"), Json("a\nb"));
+  const Json parts = user_content(body(R"([{"type": "text", "text": "Compare"},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA==", "detail": "low"}},
+      {"type": "input_image", "image_url": "data:image/jpeg;base64,BB=="},
+      {"type": "image", "source": {"type": "base64", "media_type": "image/webp", "data": "CC=="}},
+      {"type": "input_text", "text": "please"}])"), "m[0].content");
+  ASSERT_EQ(parts.size(), 5u);
+  EXPECT_EQ(parts[0], body(R"({"type": "text", "text": "Compare"})"));
+  EXPECT_EQ(parts[1]["image_url"]["url"], "data:image/png;base64,AA==");
+  EXPECT_EQ(parts[2]["image_url"]["url"], "data:image/jpeg;base64,BB==");
+  EXPECT_EQ(parts[3]["image_url"]["url"], "data:image/webp;base64,CC==");
+  EXPECT_EQ(parts[4], body(R"({"type": "text", "text": "please"})"));
+  auto param = [](const char* content) {
+    return error_of([&] { user_content(body(content), "m[0].content"); }).param;
+  };
+  EXPECT_EQ(param(R"([{"type": "image_url", "image_url": {"url": "https://x/cat.png"}}])"), "m[0].content[0].image_url.url");
+  EXPECT_EQ(param(R"([{"type": "image_url", "image_url": 5}])"), "m[0].content[0].image_url");
+  EXPECT_EQ(param(R"([{"type": "image_url"}])"), "m[0].content[0].image_url");
+  EXPECT_EQ(param(R"([{"type": "input_image", "file_id": "f"}])"), "m[0].content[0].image_url");
+  EXPECT_EQ(param(R"([{"type": "image_url", "image_url": {"url": "data:,x"}}, {"type": "audio"}])"), "m[0].content[1].type");
+}
+
 }  // namespace
 }  // namespace mlxq::server

@@ -77,6 +77,15 @@ TEST(ApiMessages, BadRequestsNameTheParam) {
       {R"({"max_tokens": 10, "messages": [{"role": "system", "content": "x"}]})", "messages[0].role"},
       {R"({"max_tokens": 10, "messages": [{"role": "user", "content": 3}]})", "messages[0].content"},
       {R"({"max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]})",
+       "messages[0].content[0].source.type"},
+      {R"({"max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "image", "source":
+          {"type": "url", "url": "https://x/y.png"}}]}]})",
+       "messages[0].content[0].source.url"},
+      {R"({"max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "image", "source":
+          {"type": "file", "file_id": "f"}}]}]})",
+       "messages[0].content[0].source.type"},
+      {R"({"max_tokens": 10, "messages": [{"role": "assistant", "content": [{"type": "image", "source":
+          {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]})",
        "messages[0].content[0].type"},
       {R"({"max_tokens": 10, "messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t",
           "name": "f", "input": "{}"}]}]})",
