@@ -27,6 +27,9 @@ export interface ToolDefinition {
 }
 
 export interface SendOptions {
+  /** sendStream / send only: images shown before the text (encoded PNG, JPEG, WebP, BMP or GIF
+   *  bytes, or file paths). The model needs a vision tower (ModelInfo.vision). */
+  images?: Array<Uint8Array | string>;
   config?: ChatConfig;
   tools?: ToolDefinition[];
   /** Aborting cancels the turn (finishReason 'cancelled'); the session stays usable. */
@@ -44,6 +47,8 @@ export interface Performance {
   ttftMs: number;
   prefillTokensPerSecond: number;
   decodeTokensPerSecond: number;
+  /** Of ttftMs: this turn's new images through the vision tower. */
+  visionMs: number;
 }
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'cancelled' | 'error';
@@ -85,6 +90,8 @@ export interface LoadOptions {
   maxContext?: number;
   /** f32 activations in every matmul. */
   exact?: boolean;
+  /** Soft tokens per image (default: the checkpoint's, 280). */
+  maxSoftTokens?: 70 | 140 | 280 | 560 | 1120;
 }
 
 export interface ModelInfo {
@@ -94,6 +101,9 @@ export interface ModelInfo {
   numLayers: number;
   precision: 'fast' | 'exact' | 'int8';
   threads: number;
+  /** Takes images (a vision tower in the checkpoint). */
+  vision: boolean;
+  maxSoftTokens: number;
   liveSessions: number;
 }
 
@@ -104,6 +114,8 @@ export declare class Session {
   /** The token ids the session's KV cache holds (a copy; read between turns). */
   readonly history: Int32Array;
   readonly pendingUnresolvedToolCallCount: number;
+  /** Whether the conversation holds images. */
+  readonly hasImages: boolean;
   readonly model: Model;
   sendStream(text: string, options?: SendOptions): AsyncGenerator<ChatStreamEvent, void, undefined>;
   send(text: string, options?: SendOptions): Promise<ChatResult>;

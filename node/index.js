@@ -53,11 +53,21 @@ function checkConfig(config, where) {
   return out;
 }
 
-function checkSendOptions(opts, where) {
+function checkSendOptions(opts, where, allowImages = false) {
   if (opts === undefined || opts === null) opts = {};
   if (typeof opts !== 'object') throw new TypeError(`${where}: options must be an object`);
+  const known = allowImages ? ['images', 'config', 'tools', 'signal'] : ['config', 'tools', 'signal'];
   for (const k of Object.keys(opts))
-    if (!['config', 'tools', 'signal'].includes(k)) throw new TypeError(`${where}: unknown option '${k}' (known: config, tools, signal)`);
+    if (!known.includes(k)) throw new TypeError(`${where}: unknown option '${k}' (known: ${known.join(', ')})`);
+  let images;
+  if (opts.images !== undefined && opts.images !== null) {
+    if (!Array.isArray(opts.images)) throw new TypeError(`${where}: images must be an array of Buffers or file paths`);
+    opts.images.forEach((im, i) => {
+      if (typeof im !== 'string' && !(im instanceof Uint8Array))
+        throw new TypeError(`${where}: images[${i}] must be a Buffer, a Uint8Array or a file path`);
+    });
+    images = opts.images;
+  }
   const cfg = checkConfig(opts.config, where);
   if (opts.tools !== undefined && opts.tools !== null) {
     if (!Array.isArray(opts.tools)) throw new TypeError(`${where}: tools must be an array of tool definitions`);
@@ -65,7 +75,7 @@ function checkSendOptions(opts, where) {
   }
   if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal))
     throw new TypeError(`${where}: signal must be an AbortSignal`);
-  return { cfg, signal: opts.signal };
+  return { cfg, signal: opts.signal, images };
 }
 
 class Session {
@@ -77,12 +87,14 @@ class Session {
   /** The token ids the session's KV cache holds (a copy; between turns). */
   get history() { return this.#native.history(); }
   get pendingUnresolvedToolCallCount() { return this.#native.pendingToolCalls(); }
+  /** Whether the conversation holds images. */
+  get hasImages() { return this.#native.hasImages(); }
   get model() { return this.#model; }
 
   sendStream(text, opts) {
     if (typeof text !== 'string') throw new TypeError('sendStream: text must be a string');
-    const { cfg, signal } = checkSendOptions(opts, 'sendStream');
-    return this.#stream('user', text, '', cfg, signal, 'sendStream');
+    const { cfg, signal, images } = checkSendOptions(opts, 'sendStream', true);
+    return this.#stream('user', text, '', cfg, signal, 'sendStream', images);
   }
 
   sendToolResultStream(callId, content, opts) {
@@ -103,7 +115,7 @@ class Session {
   // The turn runs natively; events arrive through a queue this generator drains. Leaving the loop
   // early (break, return, a throw) or aborting the signal cancels the turn and waits for it to
   // end, so the session can take the next send at once.
-  async *#stream(kind, a, b, cfg, signal, where) {
+  async *#stream(kind, a, b, cfg, signal, where, images) {
     if (this.#busy) throw new Error(`${where}: another send is in flight on this session`);
     if (signal?.aborted) throw signal.reason ?? new Error('aborted');
     this.#busy = true;
@@ -117,7 +129,7 @@ class Session {
     };
     const onAbort = () => this.#native.cancel();
     try {
-      this.#native.start(kind, a, b, cfg, push);
+      this.#native.start(kind, a, b, cfg, push, images);
     } catch (e) {
       this.#busy = false;
       throw e;
@@ -171,7 +183,7 @@ class Model {
 function checkLoadOptions(options, where) {
   const o = options ?? {};
   if (typeof o !== 'object') throw new TypeError(`${where}: options must be an object`);
-  const known = ['threads', 'maxContext', 'exact', 'system', 'defaultConfig'];
+  const known = ['threads', 'maxContext', 'exact', 'maxSoftTokens', 'system', 'defaultConfig'];
   for (const k of Object.keys(o))
     if (!known.includes(k)) throw new TypeError(`${where}: unknown option '${k}' (known: ${known.join(', ')})`);
   if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 0))
@@ -179,6 +191,8 @@ function checkLoadOptions(options, where) {
   if (o.maxContext !== undefined && !(Number.isInteger(o.maxContext) && o.maxContext > 0))
     throw new TypeError(`${where}: maxContext must be a positive integer`);
   if (o.exact !== undefined && typeof o.exact !== 'boolean') throw new TypeError(`${where}: exact must be a boolean`);
+  if (o.maxSoftTokens !== undefined && ![70, 140, 280, 560, 1120].includes(o.maxSoftTokens))
+    throw new TypeError(`${where}: maxSoftTokens must be 70, 140, 280, 560 or 1120`);
   return o;
 }
 
@@ -188,14 +202,18 @@ async function loadModel(modelPath, options) {
   if (modelPath !== undefined && modelPath !== null && typeof modelPath !== 'string')
     throw new TypeError('loadModel: path must be a string');
   const o = checkLoadOptions(options, 'loadModel');
-  return new Model(await native.loadModel(modelPath ?? '', { threads: o.threads, maxContext: o.maxContext, exact: o.exact }));
+  return new Model(await native.loadModel(modelPath ?? '', {
+    threads: o.threads, maxContext: o.maxContext, exact: o.exact, maxSoftTokens: o.maxSoftTokens,
+  }));
 }
 
 // loadSession(path?, options?): a model with one session (the card's entry point). options may
 // also carry the session's system prompt and default config.
 async function loadSession(modelPath, options) {
   const o = checkLoadOptions(options, 'loadSession');
-  const model = await loadModel(modelPath, { threads: o.threads, maxContext: o.maxContext, exact: o.exact });
+  const model = await loadModel(modelPath, {
+    threads: o.threads, maxContext: o.maxContext, exact: o.exact, maxSoftTokens: o.maxSoftTokens,
+  });
   return model.createSession({ system: o.system, defaultConfig: o.defaultConfig });
 }
 

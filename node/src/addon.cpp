@@ -86,6 +86,7 @@ Napi::Object result_to_js(Napi::Env env, const mlxq::ChatResult& r) {
   p.Set("ttftMs", r.performance.ttft_ms);
   p.Set("prefillTokensPerSecond", r.performance.prefill_tokens_per_second);
   p.Set("decodeTokensPerSecond", r.performance.decode_tokens_per_second);
+  p.Set("visionMs", r.performance.vision_ms);
   o.Set("performance", p);
   return o;
 }
@@ -96,6 +97,8 @@ mlxq::LoadOptions to_load_options(const Napi::Object& o) {
   if (o.Has("maxContext") && o.Get("maxContext").IsNumber())
     lo.max_context = o.Get("maxContext").As<Napi::Number>().Int64Value();
   if (o.Has("exact") && o.Get("exact").IsBoolean()) lo.exact = o.Get("exact").As<Napi::Boolean>();
+  if (o.Has("maxSoftTokens") && o.Get("maxSoftTokens").IsNumber())
+    lo.max_soft_tokens = o.Get("maxSoftTokens").As<Napi::Number>().Int64Value();
   return lo;
 }
 
@@ -123,6 +126,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("numLayers", double(i.num_layers));
     o.Set("precision", i.precision);
     o.Set("threads", i.threads);
+    o.Set("vision", i.vision);
+    o.Set("maxSoftTokens", double(i.max_soft_tokens));
     o.Set("liveSessions", model_->live_sessions());
     return o;
   }
@@ -183,6 +188,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                        {InstanceMethod("start", &SessionWrap::Start), InstanceMethod("cancel", &SessionWrap::Cancel),
                         InstanceMethod("reset", &SessionWrap::Reset), InstanceMethod("turns", &SessionWrap::Turns),
                         InstanceMethod("historyLength", &SessionWrap::HistoryLength),
+                        InstanceMethod("hasImages", &SessionWrap::HasImages),
                         InstanceMethod("history", &SessionWrap::History),
                         InstanceMethod("pendingToolCalls", &SessionWrap::Pending)});
   }
@@ -207,9 +213,10 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   }
 
  private:
-  // start(kind: "user" | "tool", text | callId, toolContent, config, onEvent): runs the turn on a
-  // thread; onEvent(event) receives {text, done: false, isReasoning}, then the final result
-  // object, or {error: message}.
+  // start(kind: "user" | "tool", text | callId, toolContent, config, onEvent, images?): runs the
+  // turn on a thread; onEvent(event) receives {text, done: false, isReasoning}, then the final
+  // result object, or {error: message}. images: Buffers / Uint8Arrays (copied now) or file paths
+  // (read now: an unreadable file throws here, naming it).
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (running_) throw Napi::Error::New(env, "session: another send is in flight on this session");
@@ -218,10 +225,29 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     const std::string a = info[1].As<Napi::String>().Utf8Value();
     const std::string b = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
     const mlxq::ChatConfig cfg = to_config(info[3].As<Napi::Object>());
+    std::vector<mlxq::ImageInput> images;
+    if (info.Length() > 5 && info[5].IsArray()) {
+      const Napi::Array arr = info[5].As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        const Napi::Value v = arr.Get(i);
+        if (v.IsString()) {
+          try {
+            images.push_back(mlxq::ImageInput::from_file(v.As<Napi::String>().Utf8Value()));
+          } catch (const std::exception& e) {
+            throw Napi::Error::New(env, e.what());
+          }
+        } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+          const Napi::Uint8Array b = v.As<Napi::Uint8Array>();
+          images.push_back({std::vector<uint8_t>(b.Data(), b.Data() + b.ByteLength()), "images[" + std::to_string(i) + "]"});
+        } else {
+          throw Napi::TypeError::New(env, "images[" + std::to_string(i) + "] must be a Buffer, a Uint8Array or a file path");
+        }
+      }
+    }
     auto tsfn = Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "mlxq-turn", 0, 1);
     running_ = true;
     Ref();  // the JS object lives while its turn runs
-    worker_ = std::thread([this, tool, a, b, cfg, tsfn]() mutable {
+    worker_ = std::thread([this, tool, a, b, cfg, tsfn, images = std::move(images)]() mutable {
       auto send = [&](Event* e) {
         tsfn.BlockingCall(e, [](Napi::Env env, Napi::Function fn, Event* ev) {
           std::unique_ptr<Event> own(ev);
@@ -246,7 +272,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
           send(new Event{Event::Delta, e.text, e.is_reasoning, {}});
         };
         mlxq::ChatResult r = tool ? session_->send_tool_result_stream(a, b, cfg, on_event)
-                                  : session_->send_stream(a, cfg, on_event);
+                                  : session_->send_stream(a, images, cfg, on_event);
         auto* fin = new Event{Event::Final, "", false, std::move(r)};
         running_ = false;
         send(fin);
@@ -274,6 +300,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     return info.Env().Undefined();
   }
   Napi::Value Turns(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->turns()); }
+  Napi::Value HasImages(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), session_->has_images()); }
   Napi::Value HistoryLength(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), double(session_->history().size()));
   }
