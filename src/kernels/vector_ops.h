@@ -33,6 +33,17 @@ struct AttendBlock {
   int64_t out_token = 0, out_head = 0;
 };
 void attend_block(const AttendBlock& a);
+// Dense attention of a block of nq queries against nk keys (the vision tower's, bidirectional),
+// as outer-product tiles with no horizontal sums:
+//   scores_kt:       s[i * lds + j] = scale * sum_c q[i * ldq + c] * kt[c * ldk + j] (K transposed)
+//   weighted_values: out[i * ldo + c] = sum_j p[i * ldp + j] * v[j * ldv + c]
+// weighted_values is fastest when d is a multiple of 2 vectors (32 floats covers every x86 target).
+void scores_kt(const float* q, int64_t ldq, int64_t nq, const float* kt, int64_t ldk, int64_t nk, int64_t d,
+               float scale, float* s, int64_t lds);
+void weighted_values(const float* p, int64_t ldp, int64_t nq, const float* v, int64_t ldv, int64_t nk, int64_t d,
+                     float* out, int64_t ldo);
+// x = exp(x - max x) / sum, in place (as kernels::softmax).
+void softmax(float* x, int64_t n);
 // NEOX rotation with precomputed cos/sin of each pair's angle (d/2 entries each).
 void rope_neox(float* x, int64_t d, const float* cos, const float* sin);
 // y = x * (mean(x^2) + eps)^-1/2 * w (w may be null); in place is fine.

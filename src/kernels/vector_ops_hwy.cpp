@@ -171,6 +171,135 @@ void RmsNorm(const float* x, const float* w, int64_t n, float eps, float* y) {
   }
 }
 
+// s[i * lds + j] = scale * sum_c q[i * ldq + c] * kt[c * ldk + j]: tiles of 4 queries x 2 vectors
+// of keys, each query value broadcast against a row of K^T, so no horizontal sums.
+void ScoresKt(const float* q, int64_t ldq, int64_t nq, const float* kt, int64_t ldk, int64_t nk, int64_t d,
+              float scale, float* s, int64_t lds) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  const auto sv = hn::Set(df, scale);
+  int64_t j = 0;
+  for (; j + 2 * N <= nk; j += 2 * N) {
+    int64_t i = 0;
+    for (; i + 4 <= nq; i += 4) {
+      auto a0 = hn::Zero(df), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, e0 = a0, e1 = a0;
+      const float* q0 = q + i * ldq;
+      for (int64_t c = 0; c < d; ++c) {
+        const auto k0 = hn::LoadU(df, kt + c * ldk + j), k1 = hn::LoadU(df, kt + c * ldk + j + N);
+        auto x = hn::Set(df, q0[c]);
+        a0 = hn::MulAdd(x, k0, a0), a1 = hn::MulAdd(x, k1, a1);
+        x = hn::Set(df, q0[ldq + c]);
+        b0 = hn::MulAdd(x, k0, b0), b1 = hn::MulAdd(x, k1, b1);
+        x = hn::Set(df, q0[2 * ldq + c]);
+        c0 = hn::MulAdd(x, k0, c0), c1 = hn::MulAdd(x, k1, c1);
+        x = hn::Set(df, q0[3 * ldq + c]);
+        e0 = hn::MulAdd(x, k0, e0), e1 = hn::MulAdd(x, k1, e1);
+      }
+      float* o = s + i * lds + j;
+      hn::StoreU(hn::Mul(a0, sv), df, o), hn::StoreU(hn::Mul(a1, sv), df, o + N);
+      hn::StoreU(hn::Mul(b0, sv), df, o + lds), hn::StoreU(hn::Mul(b1, sv), df, o + lds + N);
+      hn::StoreU(hn::Mul(c0, sv), df, o + 2 * lds), hn::StoreU(hn::Mul(c1, sv), df, o + 2 * lds + N);
+      hn::StoreU(hn::Mul(e0, sv), df, o + 3 * lds), hn::StoreU(hn::Mul(e1, sv), df, o + 3 * lds + N);
+    }
+    for (; i < nq; ++i) {
+      auto a0 = hn::Zero(df), a1 = a0;
+      for (int64_t c = 0; c < d; ++c) {
+        const auto x = hn::Set(df, q[i * ldq + c]);
+        a0 = hn::MulAdd(x, hn::LoadU(df, kt + c * ldk + j), a0);
+        a1 = hn::MulAdd(x, hn::LoadU(df, kt + c * ldk + j + N), a1);
+      }
+      hn::StoreU(hn::Mul(a0, sv), df, s + i * lds + j), hn::StoreU(hn::Mul(a1, sv), df, s + i * lds + j + N);
+    }
+  }
+  for (; j < nk; ++j)
+    for (int64_t i = 0; i < nq; ++i) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < d; ++c) acc += q[i * ldq + c] * kt[c * ldk + j];
+      s[i * lds + j] = acc * scale;
+    }
+}
+
+// out[i * ldo + c] = sum_j p[i * ldp + j] * v[j * ldv + c]: keys in blocks that stay in cache,
+// tiles of 4 queries x 2 vectors of columns, each weight broadcast against a row of V.
+void WeightedValues(const float* p, int64_t ldp, int64_t nq, const float* v, int64_t ldv, int64_t nk, int64_t d,
+                    float* out, int64_t ldo) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  for (int64_t i = 0; i < nq; ++i)
+    for (int64_t c = 0; c < d; ++c) out[i * ldo + c] = 0.0f;
+  constexpr int64_t kKeys = 256;
+  for (int64_t jb = 0; jb < nk; jb += kKeys) {
+    const int64_t je = std::min(nk, jb + kKeys);
+    int64_t c = 0;
+    for (; c + 2 * N <= d; c += 2 * N) {
+      int64_t i = 0;
+      for (; i + 4 <= nq; i += 4) {
+        float* o = out + i * ldo + c;
+        auto a0 = hn::LoadU(df, o), a1 = hn::LoadU(df, o + N);
+        auto b0 = hn::LoadU(df, o + ldo), b1 = hn::LoadU(df, o + ldo + N);
+        auto c0 = hn::LoadU(df, o + 2 * ldo), c1 = hn::LoadU(df, o + 2 * ldo + N);
+        auto e0 = hn::LoadU(df, o + 3 * ldo), e1 = hn::LoadU(df, o + 3 * ldo + N);
+        const float* p0 = p + i * ldp;
+        for (int64_t j = jb; j < je; ++j) {
+          const auto v0 = hn::LoadU(df, v + j * ldv + c), v1 = hn::LoadU(df, v + j * ldv + c + N);
+          auto x = hn::Set(df, p0[j]);
+          a0 = hn::MulAdd(x, v0, a0), a1 = hn::MulAdd(x, v1, a1);
+          x = hn::Set(df, p0[ldp + j]);
+          b0 = hn::MulAdd(x, v0, b0), b1 = hn::MulAdd(x, v1, b1);
+          x = hn::Set(df, p0[2 * ldp + j]);
+          c0 = hn::MulAdd(x, v0, c0), c1 = hn::MulAdd(x, v1, c1);
+          x = hn::Set(df, p0[3 * ldp + j]);
+          e0 = hn::MulAdd(x, v0, e0), e1 = hn::MulAdd(x, v1, e1);
+        }
+        hn::StoreU(a0, df, o), hn::StoreU(a1, df, o + N);
+        hn::StoreU(b0, df, o + ldo), hn::StoreU(b1, df, o + ldo + N);
+        hn::StoreU(c0, df, o + 2 * ldo), hn::StoreU(c1, df, o + 2 * ldo + N);
+        hn::StoreU(e0, df, o + 3 * ldo), hn::StoreU(e1, df, o + 3 * ldo + N);
+      }
+      for (; i < nq; ++i) {
+        float* o = out + i * ldo + c;
+        auto a0 = hn::LoadU(df, o), a1 = hn::LoadU(df, o + N);
+        for (int64_t j = jb; j < je; ++j) {
+          const auto x = hn::Set(df, p[i * ldp + j]);
+          a0 = hn::MulAdd(x, hn::LoadU(df, v + j * ldv + c), a0);
+          a1 = hn::MulAdd(x, hn::LoadU(df, v + j * ldv + c + N), a1);
+        }
+        hn::StoreU(a0, df, o), hn::StoreU(a1, df, o + N);
+      }
+    }
+    for (; c < d; ++c)  // columns past the last pair of vectors (callers pad d to avoid them)
+      for (int64_t i = 0; i < nq; ++i) {
+        float acc = out[i * ldo + c];
+        for (int64_t j = jb; j < je; ++j) acc += p[i * ldp + j] * v[j * ldv + c];
+        out[i * ldo + c] = acc;
+      }
+  }
+}
+
+// x = exp(x - max) / sum, the exponentials as AttendBlockImpl takes them.
+void Softmax(float* x, int64_t n) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  float m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
+  const auto mv = hn::Set(df, m);
+  auto sumv = hn::Zero(df);
+  int64_t j = 0;
+  for (; j + N <= n; j += N) {
+    const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + j), mv));
+    hn::StoreU(e, df, x + j);
+    sumv = hn::Add(sumv, e);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(df, sumv));
+  for (; j < n; ++j) {
+    x[j] = std::exp(x[j] - m);
+    sum += x[j];
+  }
+  const auto inv = hn::Set(df, 1.0f / sum);
+  for (j = 0; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + j), inv), df, x + j);
+  for (; j < n; ++j) x[j] *= 1.0f / sum;
+}
+
 float ReadSum(const float* x, int64_t n) {
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df));
@@ -203,6 +332,9 @@ HWY_EXPORT(RopeNeox);
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(TargetName);
 HWY_EXPORT(ReadSum);
+HWY_EXPORT(Softmax);
+HWY_EXPORT(ScoresKt);
+HWY_EXPORT(WeightedValues);
 
 void gelu_gate(const float* gate, const float* up, int64_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(GeluGate)(gate, up, n, out);
@@ -222,5 +354,14 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
 }
 const char* target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 float read_sum(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(ReadSum)(x, n); }
+void softmax(float* x, int64_t n) { HWY_DYNAMIC_DISPATCH(Softmax)(x, n); }
+void scores_kt(const float* q, int64_t ldq, int64_t nq, const float* kt, int64_t ldk, int64_t nk, int64_t d,
+               float scale, float* s, int64_t lds) {
+  HWY_DYNAMIC_DISPATCH(ScoresKt)(q, ldq, nq, kt, ldk, nk, d, scale, s, lds);
+}
+void weighted_values(const float* p, int64_t ldp, int64_t nq, const float* v, int64_t ldv, int64_t nk, int64_t d,
+                     float* out, int64_t ldo) {
+  HWY_DYNAMIC_DISPATCH(WeightedValues)(p, ldp, nq, v, ldv, nk, d, out, ldo);
+}
 }  // namespace mlxq::kernels::simd
 #endif

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <tuple>
 #include <random>
 #include <string>
 #include <vector>
@@ -630,6 +631,35 @@ TEST(VectorOps, MatchTheScalarReferenceOnEveryTarget) {
     for (auto& v : r2) v *= 20;
     simd::softcap(r2.data(), n, 30.0f);
     for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(r2[size_t(i)], r1[size_t(i)], 1e-4);
+    for (int64_t m : {int64_t(1), int64_t(7), int64_t(17), n}) {  // softmax, tails included
+      r1 = a;
+      for (auto& v : r1) v *= 8;
+      r2 = r1;
+      softmax(r1.data(), m);
+      simd::softmax(r2.data(), m);
+      for (int64_t i = 0; i < m; ++i) ASSERT_NEAR(r2[size_t(i)], r1[size_t(i)], 1e-6 + 1e-5 * r1[size_t(i)]) << m;
+    }
+    // Dense attention pieces against naive sums: odd query, key and column counts (tails).
+    for (const auto& [nq, nk, dd] : {std::tuple<int64_t, int64_t, int64_t>{7, 37, 72}, {4, 64, 96}, {1, 5, 13}, {9, 100, 32}}) {
+      const std::vector<float> qq = random_x(nq * (dd + 3), 11), kk = random_x(dd * (nk + 2), 12);
+      std::vector<float> got(size_t(nq * (nk + 1))), want(got.size());
+      simd::scores_kt(qq.data(), dd + 3, nq, kk.data(), nk + 2, nk, dd, 0.5f, got.data(), nk + 1);
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t j = 0; j < nk; ++j) {
+          double acc = 0;
+          for (int64_t c = 0; c < dd; ++c) acc += double(qq[size_t(i * (dd + 3) + c)]) * kk[size_t(c * (nk + 2) + j)];
+          ASSERT_NEAR(got[size_t(i * (nk + 1) + j)], 0.5 * acc, 1e-4) << nq << " " << nk << " " << dd;
+        }
+      const std::vector<float> pp = random_x(nq * nk, 13), vv2 = random_x(nk * (dd + 1), 14);
+      std::vector<float> out(size_t(nq * (dd + 2)), 7.0f);
+      simd::weighted_values(pp.data(), nk, nq, vv2.data(), dd + 1, nk, dd, out.data(), dd + 2);
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t c = 0; c < dd; ++c) {
+          double acc = 0;
+          for (int64_t j = 0; j < nk; ++j) acc += double(pp[size_t(i * nk + j)]) * vv2[size_t(j * (dd + 1) + c)];
+          ASSERT_NEAR(out[size_t(i * (dd + 2) + c)], acc, 1e-4) << nq << " " << nk << " " << dd;
+        }
+    }
     rms_norm(a.data(), b.data(), n, 1e-6f, r1.data());
     simd::rms_norm(a.data(), b.data(), n, 1e-6f, r2.data());
     for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(r2[size_t(i)], r1[size_t(i)], 1e-5 * (1 + std::fabs(r1[size_t(i)])));
