@@ -145,6 +145,45 @@ std::vector<float> VisionTower::embed(const VisionImage& img) {
   return out;
 }
 
+// Bidirectional attention over all N patches at scale 1 (§10.3), one head at a time: K
+// transposed and V padded to 32 columns once per head, then each worker takes blocks of 64
+// queries: scores against every key, a softmax per row, the weighted values
+// (kernels::simd::scores_kt / weighted_values: register tiles, no horizontal sums). Quadratic in
+// N: 10,080 patches at the 1120 budget.
+void VisionTower::attention(int64_t N) {
+  const int64_t Hv = v_.hidden_size, nh = v_.num_attention_heads, hd = v_.head_dim;
+  const int64_t dp = (hd + 31) / 32 * 32;
+  constexpr int64_t kBlock = 64;
+  kt_.resize(size_t(hd * N));
+  vp_.assign(size_t(N * dp), 0.0f);
+  scores_.resize(size_t(pool_.size()));
+  outs_.resize(size_t(pool_.size()));
+  for (int64_t h = 0; h < nh; ++h) {
+    pool_.parallel_for(size_t(N), [&](size_t b, size_t e, int) {
+      for (size_t j = b; j < e; ++j)
+        for (int64_t c = 0; c < hd; ++c) {
+          kt_[size_t(c * N) + j] = k_[j * size_t(Hv) + size_t(h * hd + c)];
+          vp_[j * size_t(dp) + size_t(c)] = v_buf_[j * size_t(Hv) + size_t(h * hd + c)];
+        }
+    });
+    const int64_t blocks = (N + kBlock - 1) / kBlock;
+    pool_.parallel_for(size_t(blocks), [&](size_t b, size_t e, int worker) {
+      std::vector<float>& sc = scores_[size_t(worker)];
+      std::vector<float>& out = outs_[size_t(worker)];
+      sc.resize(size_t(kBlock * N));
+      out.resize(size_t(kBlock * dp));
+      for (size_t blk = b; blk < e; ++blk) {
+        const int64_t t0 = int64_t(blk) * kBlock, n = std::min(kBlock, N - t0);
+        k::simd::scores_kt(&q_[size_t(t0 * Hv + h * hd)], Hv, n, kt_.data(), N, N, hd, 1.0f, sc.data(), N);
+        for (int64_t i = 0; i < n; ++i) k::simd::softmax(&sc[size_t(i * N)], N);
+        k::simd::weighted_values(sc.data(), N, n, vp_.data(), dp, N, dp, out.data(), dp);
+        for (int64_t i = 0; i < n; ++i)
+          std::copy_n(&out[size_t(i * dp)], hd, &attn_[size_t((t0 + i) * Hv + h * hd)]);
+      }
+    });
+  }
+}
+
 // §10.3: h += post_attention_norm(attn(input_norm(h))); h += post_ffw_norm(mlp(pre_ffw_norm(h))).
 void VisionTower::encoder_layer(const VisionLayerWeights& L, int64_t N) {
   const int64_t Hv = v_.hidden_size, Iv = v_.intermediate_size, nh = v_.num_attention_heads, hd = v_.head_dim;
@@ -171,37 +210,7 @@ void VisionTower::encoder_layer(const VisionLayerWeights& L, int64_t N) {
         }
       }
   });
-  // Bidirectional attention over all N patches, scale 1.0, 4 queries of one head at a time.
-  constexpr int64_t kQueries = 4;
-  const int64_t blocks = (N + kQueries - 1) / kQueries;
-  scores_.resize(size_t(pool_.size()));
-  pool_.parallel_for(size_t(blocks * nh), [&](size_t b, size_t e, int worker) {
-    std::vector<float>& sc = scores_[size_t(worker)];
-    if (int64_t(sc.size()) < kQueries * (N + kQueries)) sc.resize(size_t(kQueries * (N + kQueries)));
-    int64_t begin[kQueries] = {0, 0, 0, 0}, end[kQueries] = {N, N, N, N};
-    for (size_t j = b; j < e; ++j) {
-      const int64_t blk = int64_t(j) / nh, hh = int64_t(j) % nh, t0 = blk * kQueries;
-      k::simd::AttendBlock ab;
-      ab.q = &q_[size_t(t0 * Hv + hh * hd)];
-      ab.q_token = Hv;
-      ab.q_head = hd;
-      ab.queries = std::min(kQueries, N - t0);
-      ab.heads = 1;
-      ab.d = hd;
-      ab.k = k_.data() + hh * hd;
-      ab.v = v_buf_.data() + hh * hd;
-      ab.kv_stride = Hv;
-      ab.ring = N;
-      ab.begin = begin;
-      ab.end = end;
-      ab.scale = 1.0f;
-      ab.scores = sc.data();
-      ab.out = &attn_[size_t(t0 * Hv + hh * hd)];
-      ab.out_token = Hv;
-      ab.out_head = hd;
-      k::simd::attend_block(ab);
-    }
-  });
+  attention(N);
   matmul(L.o_proj, attn_.data(), N, o_.data());
   for (int64_t i = 0; i < N; ++i) {
     float* o = &o_[size_t(i * Hv)];

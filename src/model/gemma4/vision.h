@@ -57,6 +57,7 @@ class VisionTower {
 
  private:
   void encoder_layer(const VisionLayerWeights& L, int64_t N);
+  void attention(int64_t N);
   void matmul(const kernels::Matrix& w, const float* x, int64_t T, float* y);
 
   VisionConfig v_;
@@ -68,7 +69,8 @@ class VisionTower {
   // Per image: residual, normalised input, q/k/v, attention output, MLP buffers, RoPE tables.
   std::vector<float> h_, a_, q_, k_, v_buf_, attn_, o_, gate_, up_;
   std::vector<float> cos_x_, sin_x_, cos_y_, sin_y_;  // [N, head_dim / 4]
-  std::vector<std::vector<float>> scores_;             // per worker
+  std::vector<float> kt_, vp_;                      // a head's K^T [hd, N] and V [N, hd padded]
+  std::vector<std::vector<float>> scores_, outs_;   // per worker: a query block's scores, outputs
   kernels::ActivationBuffer act_;
 };
 
