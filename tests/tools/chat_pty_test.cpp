@@ -1,6 +1,6 @@
 // `mlxq chat` as a user meets it: driven through a pseudo-terminal, on the embedded default model
 // (the trained tiny-chat, converted on first use). Three turns, one stopped with Ctrl-C, /stats,
-// /quit; the test checks what the screen shows. --ignore-eos keeps every answer going to the token
+// /quit, and /image; the test checks what the screen shows. --ignore-eos keeps every answer going to the token
 // limit, so Ctrl-C always lands inside an answer.
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -104,6 +104,34 @@ TEST(ChatRepl, TwoTurnsCtrlCStatsQuit) {
   mark = t.screen.size();
   t.send("/stats\r");
   ASSERT_TRUE(t.expect("turns 2,", mark)) << t.screen;
+  t.send("/quit\r");
+  EXPECT_EQ(t.wait_exit(), 0) << t.screen;
+}
+
+// /image queues a file for the next message (an unreadable one is an error at once); the default
+// model has no vision tower, so that message is refused by name, and the chat goes on.
+TEST(ChatRepl, ImageCommand) {
+  Pty t(MLXQ_TEST_CACHE);
+  ASSERT_TRUE(t.started());
+  ASSERT_TRUE(t.expect("> ", 0)) << t.screen;
+  size_t mark = t.screen.size();
+  t.send("/image /nonexistent/cat.png\r");
+  ASSERT_TRUE(t.expect("[error: ", mark)) << t.screen;
+  ASSERT_TRUE(t.expect("/nonexistent/cat.png", mark)) << t.screen;
+  mark = t.screen.size();
+  t.send("/image\r");
+  ASSERT_TRUE(t.expect("[usage: /image FILE]", mark)) << t.screen;
+  mark = t.screen.size();
+  t.send("/image " + test::data_path("gemma4-vision/images/img1.png") + "\r");
+  ASSERT_TRUE(t.expect("[image 1: ", mark)) << t.screen;
+  ASSERT_TRUE(t.expect("sent with your next message]", mark)) << t.screen;
+  mark = t.screen.size();
+  t.send("What is in it?\r");
+  ASSERT_TRUE(t.expect("no vision tower", mark)) << t.screen;
+  mark = t.screen.size();
+  t.send("What is the capital of France?\r");  // the image went with the refused message
+  ASSERT_TRUE(t.expect("Paris", mark)) << t.screen;
+  ASSERT_TRUE(t.expect("[length limit]", mark)) << t.screen;
   t.send("/quit\r");
   EXPECT_EQ(t.wait_exit(), 0) << t.screen;
 }
