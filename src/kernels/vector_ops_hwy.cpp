@@ -67,6 +67,30 @@ void Axpy(float p, const float* v, int64_t n, float* out) {
   for (; i < n; ++i) out[i] += p * v[i];
 }
 
+// x = exp(x - max) / sum (attention rows, the vision tower's scores).
+void Softmax(float* x, int64_t n) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  float m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
+  const auto mv = hn::Set(df, m);
+  auto sumv = hn::Zero(df);
+  int64_t j = 0;
+  for (; j + N <= n; j += N) {
+    const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + j), mv));
+    hn::StoreU(e, df, x + j);
+    sumv = hn::Add(sumv, e);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(df, sumv));
+  for (; j < n; ++j) {
+    x[j] = std::exp(x[j] - m);
+    sum += x[j];
+  }
+  const auto inv = hn::Set(df, 1.0f / sum);
+  for (j = 0; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + j), inv), df, x + j);
+  for (; j < n; ++j) x[j] *= 1.0f / sum;
+}
+
 // Qb consecutive queries x G query heads that share one KV head. Query i's head g is the row
 // q + i*qtok + g*qhead and attends positions [begin[i], end[i]); its output goes to
 // out + i*otok + g*ohead. Each key and value row is read once for the whole block. Per (query,
@@ -89,29 +113,10 @@ void AttendBlockImpl(const float* q, int64_t qtok, int64_t qhead, int64_t Qb, in
         scores[(i * G + g) * nmax + (j - begin[i])] = Dot(q + i * qtok + g * qhead, kp, d) * scale;
     }
   }
-  const DF df;
-  const int64_t N = int64_t(hn::Lanes(df));
   for (int64_t i = 0; i < Qb; ++i) {
     const int64_t n = end[i] - begin[i];
     for (int64_t g = 0; g < G; ++g) {
-      float* sc = scores + (i * G + g) * nmax;
-      float m = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) m = std::max(m, sc[j]);
-      const auto mv = hn::Set(df, m);
-      auto sumv = hn::Zero(df);
-      int64_t j = 0;
-      for (; j + N <= n; j += N) {
-        const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, sc + j), mv));
-        hn::StoreU(e, df, sc + j);
-        sumv = hn::Add(sumv, e);
-      }
-      float sum = hn::GetLane(hn::SumOfLanes(df, sumv));
-      for (; j < n; ++j) {
-        sc[j] = std::exp(sc[j] - m);
-        sum += sc[j];
-      }
-      const float inv = 1.0f / sum;
-      for (j = 0; j < n; ++j) sc[j] *= inv;
+      Softmax(scores + (i * G + g) * nmax, n);
       float* o = out + i * otok + g * ohead;
       for (int64_t k = 0; k < d; ++k) o[k] = 0.0f;
     }
@@ -274,30 +279,6 @@ void WeightedValues(const float* p, int64_t ldp, int64_t nq, const float* v, int
         out[i * ldo + c] = acc;
       }
   }
-}
-
-// x = exp(x - max) / sum, the exponentials as AttendBlockImpl takes them.
-void Softmax(float* x, int64_t n) {
-  const DF df;
-  const int64_t N = int64_t(hn::Lanes(df));
-  float m = -INFINITY;
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
-  const auto mv = hn::Set(df, m);
-  auto sumv = hn::Zero(df);
-  int64_t j = 0;
-  for (; j + N <= n; j += N) {
-    const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + j), mv));
-    hn::StoreU(e, df, x + j);
-    sumv = hn::Add(sumv, e);
-  }
-  float sum = hn::GetLane(hn::SumOfLanes(df, sumv));
-  for (; j < n; ++j) {
-    x[j] = std::exp(x[j] - m);
-    sum += x[j];
-  }
-  const auto inv = hn::Set(df, 1.0f / sum);
-  for (j = 0; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + j), inv), df, x + j);
-  for (; j < n; ++j) x[j] *= 1.0f / sum;
 }
 
 float ReadSum(const float* x, int64_t n) {
